@@ -1,0 +1,1 @@
+"""Ray-hosted agents, node health and health-aware placement for mcp-cluster."""

@@ -1,0 +1,167 @@
+"""Command-line entry point.
+
+Only argparse is imported at start-up: each command names its handler as "module:function"
+and that module (with pydantic, jinja2, ansible, ray...) is imported when the command runs,
+so `mcpctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from mcpctl import __version__
+from mcpctl.errors import McpError
+
+DEFAULT_SPEC = "cluster.yaml"
+
+
+def _spec_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--spec",
+        default=os.environ.get("MCP_SPEC", DEFAULT_SPEC),
+        metavar="FILE",
+        help="cluster spec (default: $MCP_SPEC or ./cluster.yaml)",
+    )
+
+
+def _command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    handler: str,
+    help_text: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=description or help_text,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
+    init = _command(
+        sub,
+        "init",
+        "mcpctl.spec_cmds:cmd_init",
+        "write a commented starter cluster spec",
+        "Write a commented starter cluster spec from flags.\n\n"
+        "example:\n  mcpctl init --name lab --head 10.0.0.1 --workers '10.0.0.[2:9]' -o cluster.yaml",
+    )
+    init.add_argument("--name", default="mcp", help="cluster name (default: mcp)")
+    init.add_argument("--head", required=True, metavar="ADDRESS", help="head node address")
+    init.add_argument(
+        "--workers",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="worker addresses; ranges like 10.0.0.[2:9] or gpu[01:04].lab expand (repeatable)",
+    )
+    init.add_argument("--user", default="ansible", help="SSH user (default: ansible)")
+    init.add_argument("--key", default="~/.ssh/id_ed25519", help="SSH private key")
+    init.add_argument("--gpu", choices=["auto", "true", "false"], default="auto")
+    init.add_argument("-o", "--output", default=DEFAULT_SPEC, metavar="FILE")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    validate = _command(
+        sub,
+        "validate",
+        "mcpctl.spec_cmds:cmd_validate",
+        "check a cluster spec",
+        "Check a cluster spec. Exit 0 when valid; exit 2 with the file, line and fix otherwise.",
+    )
+    _spec_option(validate)
+
+    inventory = _command(
+        sub,
+        "inventory",
+        "mcpctl.spec_cmds:cmd_inventory",
+        "render the Ansible inventory of a cluster spec",
+        "Render the Ansible inventory (hosts.yml + group_vars/) of a cluster spec.\n"
+        "The same spec always gives byte-identical files.",
+    )
+    _spec_option(inventory)
+    inventory.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="output directory (default: inventory/<cluster name>)",
+    )
+
+
+def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="a local cluster of real test hosts (podman + systemd)",
+        description="N real Debian test hosts on this machine, reachable over SSH, "
+        "with an apt proxy and a Python wheelhouse on the gateway address.",
+    )
+    ssub = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND", required=True)
+    up = _command(ssub, "up", "mcpctl.sandbox.cli:cmd_up", "start N test hosts (safe to repeat)")
+    up.add_argument("--nodes", type=int, default=3, help="number of hosts (default: 3)")
+    up.add_argument(
+        "--no-wheelhouse",
+        action="store_true",
+        help="skip filling the Python wheelhouse (roles that install Python packages need it)",
+    )
+    down = _command(ssub, "down", "mcpctl.sandbox.cli:cmd_down", "remove everything up made")
+    down.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete the caches (node image, wheelhouse, apt cache)",
+    )
+    _command(ssub, "status", "mcpctl.sandbox.cli:cmd_status", "show hosts and services")
+    ssh = _command(ssub, "ssh", "mcpctl.sandbox.cli:cmd_ssh", "open an SSH session on a host")
+    ssh.add_argument("node", help="node name, e.g. node1")
+    ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run instead of a shell")
+    _command(
+        ssub,
+        "prepare",
+        "mcpctl.sandbox.cli:cmd_prepare",
+        "build the image, network and gateway services only (used by Molecule)",
+    )
+    _command(
+        ssub,
+        "env",
+        "mcpctl.sandbox.cli:cmd_env",
+        "print shell exports that point podman/molecule at the sandbox engine",
+        "Print shell exports for the sandbox's podman configuration:\n"
+        '  eval "$(mcpctl sandbox env)"; podman ps',
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcpctl",
+        description="Operate an mcp-cluster: spec -> inventory -> Ansible -> Ray cluster.",
+        epilog="Run 'mcpctl COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"mcpctl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_spec_commands(sub)
+    _add_sandbox_commands(sub)
+    return parser
+
+
+def _resolve(handler: str) -> Callable[[argparse.Namespace], int]:
+    module_name, function_name = handler.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _resolve(args.handler)(args)
+    except McpError as error:
+        print(f"mcpctl: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("mcpctl: interrupted", file=sys.stderr)
+        return 130
