@@ -1,0 +1,1 @@
+"""`mcpctl sandbox`: real test hosts (systemd-booted Debian containers under rootful Podman)."""

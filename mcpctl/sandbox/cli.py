@@ -1,0 +1,50 @@
+"""Handlers of `mcpctl sandbox ...`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from mcpctl.sandbox import cluster
+from mcpctl.sandbox.paths import SandboxLayout
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    layout = SandboxLayout.default()
+    result = cluster.up(layout, args.nodes, fill_wheelhouse=not args.no_wheelhouse)
+    print(
+        f"sandbox up: {len(result.nodes)} nodes answering SSH "
+        f"({result.seconds_to_ssh:.1f}s from start to SSH)"
+    )
+    print(f"  inventory: {layout.inventory_dir / 'hosts.yml'}")
+    print(f"  spec:      {layout.spec_file}")
+    print(f"  try:       ansible -i {layout.inventory_dir / 'hosts.yml'} all -m ping")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    cluster.down(SandboxLayout.default(), purge=args.purge)
+    print("sandbox down" + (" (caches purged)" if args.purge else ""))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    print("\n".join(cluster.status_lines(SandboxLayout.default())))
+    return 0
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    argv = cluster.ssh_command(SandboxLayout.default(), args.node, args.command)
+    os.execvp(argv[0], argv)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    layout = SandboxLayout.default()
+    cluster.prepare(layout)
+    print(f"sandbox engine ready: network {layout.name}, gateway {layout.gateway}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    cluster.print_env(SandboxLayout.default())
+    return 0

@@ -1,0 +1,150 @@
+"""The sandbox's network and node containers, and waiting until their sshd answers."""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from mcpctl.errors import McpError
+from mcpctl.sandbox.engine import Podman
+from mcpctl.sandbox.paths import SandboxLayout
+
+SANDBOX_LABEL = "io.mcp-cluster.sandbox"
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
+# Namespaced sysctls belong to the container runtime (as a Kubernetes pod's securityContext
+# sets them): /proc/sys stays read-only inside, so nothing a node runs can change the host's
+# kernel-wide settings. The values are the ones roles/common asks for.
+NODE_SYSCTLS = {
+    "net.core.somaxconn": "4096",
+    "net.ipv4.ip_local_port_range": "32768 60999",
+    "net.ipv4.tcp_max_syn_backlog": "4096",
+}
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+
+    def container(self, layout: SandboxLayout) -> str:
+        return layout.container_name(self.name)
+
+
+def wanted_nodes(layout: SandboxLayout, count: int) -> list[Node]:
+    if not 1 <= count <= 200:
+        raise McpError(f"--nodes must be between 1 and 200, not {count}")
+    return [Node(layout.node_name(i), layout.node_address(i)) for i in range(1, count + 1)]
+
+
+def ensure_network(podman: Podman) -> None:
+    layout = podman.layout
+    # A default_network that does not exist yet is silently invented by podman (with NAT),
+    # so the network is created under a configuration that does not name it.
+    if not (layout.network_config_dir / f"{layout.name}.json").exists():
+        podman.write_config(default_network=False)
+        podman.run(
+            [
+                "network",
+                "create",
+                "--internal",
+                "--disable-dns",
+                "--subnet",
+                str(layout.subnet),
+                "--gateway",
+                layout.gateway,
+                "--label",
+                f"{SANDBOX_LABEL}={layout.name}",
+                layout.name,
+            ]
+        )
+    podman.write_config(default_network=True)
+
+
+def remove_network(podman: Podman) -> None:
+    layout = podman.layout
+    if (layout.network_config_dir / f"{layout.name}.json").exists():
+        # podman refuses to remove its default network.
+        podman.write_config(default_network=False)
+        podman.run(["network", "rm", "--force", layout.name])
+
+
+def start_node(podman: Podman, node: Node, image: str) -> None:
+    layout = podman.layout
+    name = node.container(layout)
+    if podman.exists("container", name):
+        podman.run(["start", name])
+        return
+    sysctls = [f"--sysctl={key}={value}" for key, value in NODE_SYSCTLS.items()]
+    podman.run(
+        [
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--hostname",
+            node.name,
+            "--network",
+            layout.name,
+            "--ip",
+            node.address,
+            "--label",
+            f"{SANDBOX_LABEL}={layout.name}",
+            # nftables (the Ray firewall) needs it; it is scoped to the node's network namespace.
+            "--cap-add=NET_ADMIN",
+            # Ray's object store lives in /dev/shm; podman's default is 64 MB.
+            "--shm-size=1g",
+            *sysctls,
+            "--volume",
+            f"{layout.authorized_keys_dir}:/etc/ssh/authorized:ro",
+            image,
+        ]
+    )
+
+
+def remove_containers(podman: Podman, names: list[str]) -> None:
+    if names:
+        podman.run(["rm", "--force", "--time", "2", *names])
+
+
+def sandbox_containers(podman: Podman) -> list[dict]:
+    return podman.containers(f"{SANDBOX_LABEL}={podman.layout.name}")
+
+
+def host_key(podman: Podman, node: Node) -> str | None:
+    read = podman.run(["exec", node.container(podman.layout), "cat", HOST_KEY], check=False)
+    return read.stdout.strip() if read.returncode == 0 and read.stdout.strip() else None
+
+
+def _ssh_banner(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=1) as conn:
+            conn.settimeout(1)
+            return conn.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def wait_for_ssh(podman: Podman, node: Node, timeout_seconds: float) -> str:
+    """Wait until `node` serves SSH; return its host public key, read through podman exec.
+
+    The key comes over the engine's own channel, never from the network, so the known_hosts
+    file written from it can be trusted with strict host-key checking.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        key = host_key(podman, node)
+        if key and _ssh_banner(node.address):
+            return key
+        time.sleep(0.2)
+    raise McpError(
+        f"{node.name} ({node.address}) did not serve SSH within {timeout_seconds:.0f}s; "
+        f'see `podman logs {node.container(podman.layout)}` (after `eval "$(mcpctl sandbox env)"`)'
+    )
+
+
+def wait_for_all(podman: Podman, nodes: list[Node], timeout_seconds: float) -> dict[str, str]:
+    with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+        keys = pool.map(lambda node: wait_for_ssh(podman, node, timeout_seconds), nodes)
+        return {node.name: key for node, key in zip(nodes, keys, strict=True)}

@@ -1,0 +1,109 @@
+"""Where the sandbox keeps its state (removed by `down`) and its caches (kept until `--purge`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+
+def _xdg(variable: str, fallback: str) -> Path:
+    return Path(os.environ.get(variable) or Path.home() / fallback)
+
+
+@dataclass(frozen=True)
+class SandboxLayout:
+    """Every path and address the sandbox uses, derived from two roots and one subnet."""
+
+    state_dir: Path
+    cache_dir: Path
+    subnet: ipaddress.IPv4Network
+    name: str = "mcp-sandbox"
+
+    @classmethod
+    def default(cls) -> SandboxLayout:
+        state = Path(
+            os.environ.get("MCP_SANDBOX_STATE")
+            or _xdg("XDG_STATE_HOME", ".local/state") / "mcp-cluster" / "sandbox"
+        )
+        cache = Path(
+            os.environ.get("MCP_SANDBOX_CACHE")
+            or _xdg("XDG_CACHE_HOME", ".cache") / "mcp-cluster" / "sandbox"
+        )
+        subnet = ipaddress.IPv4Network(os.environ.get("MCP_SANDBOX_SUBNET", "10.77.0.0/24"))
+        return cls(state_dir=state, cache_dir=cache, subnet=subnet)
+
+    # Engine configuration and runtime state: all of it goes on `down`.
+    @cached_property
+    def containers_conf(self) -> Path:
+        return self.state_dir / "containers.conf"
+
+    @cached_property
+    def storage_conf(self) -> Path:
+        return self.state_dir / "storage.conf"
+
+    @cached_property
+    def engine_run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @cached_property
+    def network_config_dir(self) -> Path:
+        return self.state_dir / "networks"
+
+    @cached_property
+    def ssh_dir(self) -> Path:
+        return self.state_dir / "ssh"
+
+    @cached_property
+    def private_key(self) -> Path:
+        return self.ssh_dir / "id_ed25519"
+
+    @cached_property
+    def authorized_keys_dir(self) -> Path:
+        return self.ssh_dir / "authorized"
+
+    @cached_property
+    def known_hosts(self) -> Path:
+        return self.ssh_dir / "known_hosts"
+
+    @cached_property
+    def spec_file(self) -> Path:
+        return self.state_dir / "cluster.yaml"
+
+    @cached_property
+    def inventory_dir(self) -> Path:
+        return self.state_dir / "inventory"
+
+    @cached_property
+    def services_dir(self) -> Path:
+        return self.state_dir / "services"
+
+    # Caches: slow to rebuild, safe to keep between `up`s.
+    @cached_property
+    def image_storage(self) -> Path:
+        return self.cache_dir / "storage"
+
+    @cached_property
+    def wheelhouse(self) -> Path:
+        return self.cache_dir / "wheelhouse"
+
+    @cached_property
+    def apt_cache(self) -> Path:
+        return self.cache_dir / "apt-cacher-ng"
+
+    # Addresses on the sandbox's internal network.
+    @cached_property
+    def gateway(self) -> str:
+        return str(self.subnet.network_address + 1)
+
+    def node_address(self, index: int, first_host: int = 11) -> str:
+        """Address of node `index` (1-based); Molecule uses another `first_host` to not clash."""
+        return str(self.subnet.network_address + first_host + index - 1)
+
+    def node_name(self, index: int) -> str:
+        return f"node{index}"
+
+    def container_name(self, node: str) -> str:
+        return f"{self.name}-{node}"
