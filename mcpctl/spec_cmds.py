@@ -3,9 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
+from mcpctl.errors import UsageError
+from mcpctl.specerror import SpecError, SpecProblem
+
 DEFAULT_INVENTORY_ROOT = Path("inventory")
+
+# Which `init` flag supplied each part of the starter spec.
+_FLAG_OF_FIELD = {
+    ("name",): "--name",
+    ("ssh", "user"): "--user",
+    ("ssh", "key"): "--key",
+    ("nodes",): "--head/--workers",
+}
+_LINE_REFERENCE = re.compile(r" on line \d+")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mcpctl.hostrange import expand_hosts
+    from mcpctl.inventory import write_files_atomically
+    from mcpctl.starter import default_node_names, render_starter_spec
+
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise UsageError(f"{output}: already exists — pass --force to overwrite it, or -o FILE")
+    if output.is_dir():
+        raise UsageError(f"{output}: is a directory — pass -o with a file name")
+    workers = expand_hosts(args.workers)
+    nodes = default_node_names(args.head, workers)
+    try:
+        text = render_starter_spec(args.name, nodes, user=args.user, key=args.key, gpu=args.gpu)
+    except SpecError as error:
+        raise UsageError(_flag_problems(error, nodes)) from None
+    write_files_atomically(output.parent, {output.name: text})
+    print(
+        f"wrote {output}: cluster {args.name!r}, {_count(1, 'head')}, "
+        f"{_count(len(workers), 'worker')} — review it, then run "
+        f"'mcpctl validate -f {output}'"
+    )
+    return 0
+
+
+def _flag_problems(error: SpecError, nodes: list[tuple[str, str]]) -> str:
+    # Lines of the generated text mean nothing to the user: name the flag that set the value.
+    lines = []
+    for problem in error.problems:
+        path = problem.path
+        flag = _FLAG_OF_FIELD.get(path[:2], _FLAG_OF_FIELD.get(path[:1], ""))
+        if path[:1] == ("nodes",) and len(path) > 1 and isinstance(path[1], int):
+            flag = "--head" if path[1] == 0 else f"--workers (address {nodes[path[1]][1]})"
+        message = _LINE_REFERENCE.sub("", problem.message)
+        text = SpecProblem(message, problem.fix).render(None)
+        lines.append(f"{flag}: {text}" if flag else text)
+    return "\n".join(lines)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
