@@ -49,6 +49,10 @@ _VENV_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*\Z")
 _JUMP_HOST = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]*\]|[^:\[\]]+)(?::(?P<port>\d+))?\Z")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_LENGTH = 63
+# Groups of the rendered inventory, and Ansible's own.
+RESERVED_NODE_NAMES = frozenset(
+    {"all", "ungrouped", "mcp_cluster", "mcp_head", "mcp_workers", "mcp_gpu"}
+)
 
 
 class SpecFault(ValueError):
@@ -104,6 +108,11 @@ def check_cluster_name(value: str) -> str:
 
 def check_node_name(value: str) -> str:
     _refuse_shell_metacharacters(value, "node name")
+    if value in RESERVED_NODE_NAMES:
+        raise SpecFault(
+            f"node name {value!r} is the name of an inventory group",
+            "choose another name (Ansible cannot tell a host and a group of one name apart)",
+        )
     if not _NODE_NAME.match(value) or len(value) > MAX_NAME_LENGTH:
         raise SpecFault(
             f"node name {value!r} is not allowed",

@@ -224,3 +224,11 @@ def test_ansible_inventory_accepts_the_output(in_tmp: Path, write_spec, run_cli)
     assert head["ansible_user"] == "deploy"  # group_vars/ next to hosts.yml was read
     assert head["mcp_ray_head_address"] == "fd00::1"
     assert head["mcp_labels"]["unicode"] == "é\u2028x"
+
+
+def test_every_inventory_group_is_a_reserved_node_name():
+    from mcpctl.spec import RESERVED_NODE_NAMES
+
+    groups = {inventory.CLUSTER_GROUP, inventory.HEAD_GROUP}
+    groups |= {inventory.WORKERS_GROUP, inventory.GPU_GROUP}
+    assert groups <= RESERVED_NODE_NAMES

@@ -83,6 +83,9 @@ BROKEN_SPECS = {
     "shell metacharacter in node name": Broken(
         replace("name: node2", "name: node;2"), 9, "nodes[1].name", "metacharacter ';'"
     ),
+    "node named like a group": Broken(
+        replace("name: node2", "name: mcp_gpu"), 9, "nodes[1].name", "name of an inventory group"
+    ),
     "bad address": Broken(
         replace("10.0.0.2", "10.0.0.300"), 10, "nodes[1].address", "not an IP address or hostname"
     ),
