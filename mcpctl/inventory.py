@@ -128,7 +128,9 @@ def write_files_atomically(out_dir: Path, files: dict[str, str]) -> list[Path]:
         for temporary, target in staged:
             os.replace(temporary, target)
     except OSError as error:
-        raise UsageError(f"{out_dir}: cannot write the inventory: {error}") from None
+        raise UsageError(
+            f"{out_dir}: cannot write {error.filename or 'files'}: {error.strerror}"
+        ) from None
     finally:
         for temporary, _ in staged:
             temporary.unlink(missing_ok=True)

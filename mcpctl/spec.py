@@ -56,8 +56,9 @@ RESERVED_NODE_NAMES = frozenset(
 
 
 class SpecFault(ValueError):
-    """A failed check. `path` is relative to the model that raised it; `message` may contain
-    `{where}`, filled with " on line N" for `related` (another field that takes part)."""
+    """A failed check. `path` is relative to the model that raised it. When another field
+    takes part (`related`), its location (" on line N") goes between `message` and `after`:
+    "duplicate address 10.0.0.2 (node 'a'" + " on line 9" + " has it)"."""
 
     def __init__(
         self,
@@ -65,12 +66,17 @@ class SpecFault(ValueError):
         fix: str,
         path: FieldPath = (),
         related: FieldPath | None = None,
+        after: str = "",
     ) -> None:
         self.message = message
         self.fix = fix
         self.path = path
         self.related = related
-        super().__init__(f"{message.format(where='')} — {fix}")
+        self.after = after
+        super().__init__(f"{self.located('')} — {fix}")
+
+    def located(self, where: str) -> str:
+        return f"{self.message}{where}{self.after}"
 
 
 class SpecFaults(ValueError):
@@ -362,7 +368,7 @@ class PythonSpec(_SpecModel):
     def _one_package_source(self) -> PythonSpec:
         if self.wheelhouse and self.index_url:
             raise SpecFault(
-                "wheelhouse and index_url are both set{where}",
+                "wheelhouse and index_url are both set",
                 "keep one: wheelhouse for air-gapped installs, index_url for a private index",
                 path=("index_url",),
                 related=("wheelhouse",),
@@ -415,10 +421,11 @@ def _ray_port_faults(ray: RaySpec) -> Iterator[SpecFault]:
             (field, other) if field in explicit or other not in explicit else (other, field)
         )
         yield SpecFault(
-            f"port {port} is already used by ray.{kept}{_default_note(kept, explicit)}",
+            f"port {port} is already used by ray.{kept}",
             "give each Ray port its own number",
             path=(blamed,),
             related=(kept,),
+            after="" if kept in explicit else " (its default)",
         )
     low, high = ray.min_worker_port, ray.max_worker_port
     if low > high:
@@ -436,10 +443,6 @@ def _ray_port_faults(ray: RaySpec) -> Iterator[SpecFault]:
                 "move it outside min_worker_port..max_worker_port, or narrow that range",
                 path=(blamed,),
             )
-
-
-def _default_note(field: str, explicit: set[str]) -> str:
-    return "{where}" if field in explicit else " (its default)"
 
 
 def _ssh_port_faults(spec: ClusterSpec) -> Iterator[SpecFault]:
@@ -471,10 +474,11 @@ def _node_faults(nodes: list[NodeSpec]) -> Iterator[SpecFault]:
         )
     for index in heads[1:]:
         yield SpecFault(
-            f"a second head node (node {nodes[heads[0]].name!r}{{where}} is the head already)",
+            f"a second head node (node {nodes[heads[0]].name!r}",
             "set 'role: worker' on all nodes but one",
             path=("nodes", index, "role"),
             related=("nodes", heads[0], "role"),
+            after=" is the head already)",
         )
     yield from _duplicate_names(nodes)
     yield from _duplicate_addresses(nodes)
@@ -486,10 +490,11 @@ def _duplicate_names(nodes: list[NodeSpec]) -> Iterator[SpecFault]:
         first = first_index.setdefault(node.name, index)
         if first != index:
             yield SpecFault(
-                f"duplicate node name {node.name!r} (also used{{where}})",
+                f"duplicate node name {node.name!r} (also used",
                 "give each node its own name",
                 path=("nodes", index, "name"),
                 related=("nodes", first, "name"),
+                after=")",
             )
 
 
@@ -499,10 +504,11 @@ def _duplicate_addresses(nodes: list[NodeSpec]) -> Iterator[SpecFault]:
         first = first_index.setdefault(address_identity(node.address), index)
         if first != index:
             yield SpecFault(
-                f"duplicate address {node.address} (node {nodes[first].name!r}{{where}} has it)",
+                f"duplicate address {node.address} (node {nodes[first].name!r}",
                 "give each node its own address",
                 path=("nodes", index, "address"),
                 related=("nodes", first, "address"),
+                after=" has it)",
             )
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import re
+import dataclasses
 from pathlib import Path
 
 from mcpctl.errors import UsageError
-from mcpctl.specerror import SpecError, SpecProblem
+from mcpctl.specerror import SpecError
 
 DEFAULT_INVENTORY_ROOT = Path("inventory")
 
@@ -18,11 +18,10 @@ _FLAG_OF_FIELD = {
     ("ssh", "key"): "--key",
     ("nodes",): "--head/--workers",
 }
-_LINE_REFERENCE = re.compile(r" on line \d+")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from mcpctl.hostrange import expand_hosts
+    from mcpctl.hostrange import HostRangeError, expand_hosts
     from mcpctl.inventory import write_files_atomically
     from mcpctl.starter import default_node_names, render_starter_spec
 
@@ -31,7 +30,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise UsageError(f"{output}: already exists — pass --force to overwrite it, or -o FILE")
     if output.is_dir():
         raise UsageError(f"{output}: is a directory — pass -o with a file name")
-    workers = expand_hosts(args.workers)
+    try:
+        workers = expand_hosts(args.workers)
+    except HostRangeError as error:
+        raise UsageError(f"--workers: {error}") from None
     nodes = default_node_names(args.head, workers)
     try:
         text = render_starter_spec(args.name, nodes, user=args.user, key=args.key, gpu=args.gpu)
@@ -54,8 +56,7 @@ def _flag_problems(error: SpecError, nodes: list[tuple[str, str]]) -> str:
         flag = _FLAG_OF_FIELD.get(path[:2], _FLAG_OF_FIELD.get(path[:1], ""))
         if path[:1] == ("nodes",) and len(path) > 1 and isinstance(path[1], int):
             flag = "--head" if path[1] == 0 else f"--workers (address {nodes[path[1]][1]})"
-        message = _LINE_REFERENCE.sub("", problem.message)
-        text = SpecProblem(message, problem.fix).render(None)
+        text = dataclasses.replace(problem, path=()).render(None, with_lines=False)
         lines.append(f"{flag}: {text}" if flag else text)
     return "\n".join(lines)
 

@@ -73,11 +73,12 @@ def _problems_from_detail(detail: ErrorDetails, document: YamlDocument) -> list[
 
 def _fault_problem(fault: SpecFault, loc: FieldPath, document: YamlDocument) -> SpecProblem:
     path = (*loc, *fault.path)
-    where = ""
+    # A related field that is only a default is not in the file and has no line.
     related = (*loc, *fault.related) if fault.related is not None else None
-    if related is not None and related in document.lines:  # not when it is a default
-        where = f" on line {document.lines[related]}"
-    return SpecProblem(fault.message.format(where=where), fault.fix, path, document.line_of(path))
+    related_line = document.lines.get(related) if related is not None else None
+    return SpecProblem(
+        fault.message, fault.fix, path, document.line_of(path), related_line, fault.after
+    )
 
 
 def _describe(detail: ErrorDetails, loc: FieldPath) -> tuple[str, str]:

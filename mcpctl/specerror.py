@@ -30,23 +30,30 @@ def format_path(path: FieldPath) -> str:
 
 @dataclass(frozen=True)
 class SpecProblem:
-    """One fault: what is wrong (`message`), where (`path`, `line`), and what to do (`fix`)."""
+    """One fault: what is wrong (`message`), where (`path`, `line`), and what to do (`fix`).
+
+    When another field takes part, its line goes between `message` and `after`:
+    "duplicate address 10.0.0.2 (node 'a'" + " on line 9" + " has it)".
+    """
 
     message: str
     fix: str = ""
     path: FieldPath = ()
     line: int | None = None
+    related_line: int | None = None
+    after: str = ""
 
-    def render(self, source: str | None) -> str:
-        if source and self.line:
+    def render(self, source: str | None, *, with_lines: bool = True) -> str:
+        if source and self.line and with_lines:
             where = f"{source}:{self.line}: "
         elif source:
             where = f"{source}: "
         else:
             where = ""
         field = f"{format_path(self.path)}: " if self.path else ""
+        related = f" on line {self.related_line}" if self.related_line and with_lines else ""
         fix = f" — {self.fix}" if self.fix else ""
-        return f"{where}{field}{self.message}{fix}"
+        return f"{where}{field}{self.message}{related}{self.after}{fix}"
 
 
 class SpecError(UsageError):

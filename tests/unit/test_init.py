@@ -74,7 +74,7 @@ def test_init_refuses_to_overwrite_without_force(in_tmp: Path, run_cli):
         (["--name", "Lab"], "--name: cluster name 'Lab' is not allowed"),
         (["--workers", "10.0.0.300"], "--workers (address 10.0.0.300): '10.0.0.300' is not an IP"),
         (["--workers", "10.0.0.[1:2]"], "--workers (address 10.0.0.1): duplicate address"),
-        (["--workers", "n[3:1]"], "range [3:1] runs backwards"),
+        (["--workers", "n[3:1]"], "--workers: host pattern 'n[3:1]': range [3:1] runs backwards"),
         (["--user", "root;reboot"], "--user: user 'root;reboot' contains the shell"),
     ],
 )

@@ -83,6 +83,12 @@ BROKEN_SPECS = {
     "shell metacharacter in node name": Broken(
         replace("name: node2", "name: node;2"), 9, "nodes[1].name", "metacharacter ';'"
     ),
+    "braces in a name": Broken(
+        replace("name: node2", "name: n{where}{0}"),
+        9,
+        "nodes[1].name",
+        "node name 'n{where}{0}' contains the shell metacharacters '{', '}'",
+    ),
     "node named like a group": Broken(
         replace("name: node2", "name: mcp_gpu"), 9, "nodes[1].name", "name of an inventory group"
     ),
