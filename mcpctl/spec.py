@@ -236,6 +236,11 @@ def check_ssh_user(value: str) -> str:
 
 
 def check_label_key(value: str) -> str:
+    if ":" in value:
+        raise SpecFault(
+            f"label key {value!r} contains ':'",
+            "separate key and value with ': ' (a space after the colon), e.g. {rack: a}",
+        )
     if not _LABEL_KEY.match(value):
         raise SpecFault(
             f"label key {value!r} is not allowed",
@@ -284,6 +289,13 @@ def check_jump_host(value: str) -> str:
 
 # --- models -------------------------------------------------------------------------------
 
+
+def _none_to_empty_mapping(value: Any) -> Any:
+    return {} if value is None else value
+
+
+# `ray:` with every line under it commented out is YAML null: take it as "all defaults".
+EMPTY_IS_DEFAULT = BeforeValidator(_none_to_empty_mapping)
 Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
 Version = Annotated[str, BeforeValidator(check_version), AfterValidator(check_version_text)]
 Url = Annotated[str, AfterValidator(check_url)]
@@ -320,7 +332,7 @@ class NodeSpec(_SpecModel):
     address: Annotated[str, AfterValidator(check_address)]
     role: Role = "worker"
     gpu: GpuSetting = "auto"
-    labels: dict[LabelKey, str] = Field(default_factory=dict)
+    labels: Annotated[dict[LabelKey, str], EMPTY_IS_DEFAULT] = Field(default_factory=dict)
 
 
 class RaySpec(_SpecModel):
@@ -386,12 +398,12 @@ class ClusterSpec(_SpecModel):
     """A whole cluster: `load_spec("cluster.yaml")` gives one."""
 
     name: Annotated[str, AfterValidator(check_cluster_name)]
-    ssh: SshSpec = Field(default_factory=SshSpec)
+    ssh: Annotated[SshSpec, EMPTY_IS_DEFAULT] = Field(default_factory=SshSpec)
     nodes: list[NodeSpec] = Field(min_length=1)
-    ray: RaySpec = Field(default_factory=RaySpec)
-    python: PythonSpec = Field(default_factory=PythonSpec)
+    ray: Annotated[RaySpec, EMPTY_IS_DEFAULT] = Field(default_factory=RaySpec)
+    python: Annotated[PythonSpec, EMPTY_IS_DEFAULT] = Field(default_factory=PythonSpec)
     apt_proxy: Url | None = None
-    nvidia: NvidiaSpec = Field(default_factory=NvidiaSpec)
+    nvidia: Annotated[NvidiaSpec, EMPTY_IS_DEFAULT] = Field(default_factory=NvidiaSpec)
 
     @property
     def head(self) -> NodeSpec:

@@ -34,31 +34,89 @@ _PORT_FIELDS = {
 def problems_from_validation_error(
     error: ValidationError, document: YamlDocument
 ) -> list[SpecProblem]:
-    details = _without_missing_fields_explained_by_typos(error.errors(include_url=False))
+    details = error.errors(include_url=False)
+    typos = _typo_suggestions(details)
     problems: list[SpecProblem] = []
+    missing: dict[FieldPath, list[str]] = {}
     for detail in details:
-        problems.extend(_problems_from_detail(detail, document))
-    return problems
+        loc = tuple(detail["loc"])
+        if detail["type"] == "missing":
+            # Unless "unknown field 'adress' — did you mean 'address'?" explains it already.
+            if loc not in typos.values():
+                missing.setdefault(loc[:-1], []).append(str(loc[-1]))
+            continue
+        problems.extend(_problems_from_detail(detail, document, typos))
+    for parent, names in missing.items():
+        problems.append(_missing_fields(parent, names, document))
+    return _one_per_field(problems)
 
 
-def _without_missing_fields_explained_by_typos(details: list[ErrorDetails]) -> list[ErrorDetails]:
-    # `adress: x` gives "unknown field 'adress'" and "address is missing": one fault, so keep
-    # only the first message, which already suggests the right name.
-    suggested: set[FieldPath] = set()
+def _missing_fields(parent: FieldPath, names: list[str], document: YamlDocument) -> SpecProblem:
+    examples = " and ".join(f"'{_REQUIRED_EXAMPLES.get(name, name + ': ...')}'" for name in names)
+    if len(names) == 1:
+        return SpecProblem(
+            "required field is missing",
+            f"add {examples}",
+            (*parent, names[0]),
+            document.line_of(parent),
+        )
+    fields = " and ".join(repr(name) for name in names)
+    return SpecProblem(
+        f"required fields {fields} are missing",
+        f"add {examples}",
+        parent,
+        document.line_of(parent),
+    )
+
+
+def _typo_suggestions(details: list[ErrorDetails]) -> dict[FieldPath, FieldPath]:
+    """{path of an unknown field: path of the field it probably meant}.
+
+    A misspelt required field gives two errors (unknown 'adress', missing 'address') for
+    one fault. Pair them by spelling, or, when a mapping has exactly one unknown and one
+    missing field left, with each other (`n: node1` for `name: node1`).
+    """
+    unknown: dict[FieldPath, list[str]] = {}
+    missing: dict[FieldPath, list[str]] = {}
     for detail in details:
+        loc = tuple(detail["loc"])
         if detail["type"] == "extra_forbidden":
-            loc = tuple(detail["loc"])
-            close = _closest_field(str(loc[-1]), loc[:-1])
+            unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
+        elif detail["type"] == "missing":
+            missing.setdefault(loc[:-1], []).append(str(loc[-1]))
+    suggestions: dict[FieldPath, FieldPath] = {}
+    for parent, names in unknown.items():
+        model = _model_at(parent)
+        allowed = list(model.model_fields) if model else []
+        unmatched_missing = list(missing.get(parent, []))
+        unmatched_unknown = []
+        for name in names:
+            close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
             if close:
-                suggested.add((*loc[:-1], close))
-    return [
-        detail
-        for detail in details
-        if not (detail["type"] == "missing" and tuple(detail["loc"]) in suggested)
-    ]
+                suggestions[(*parent, name)] = (*parent, close[0])
+                if close[0] in unmatched_missing:
+                    unmatched_missing.remove(close[0])
+            elif parent or not _sections_with_field(name):  # else: a line indented too little
+                unmatched_unknown.append(name)
+        if len(unmatched_unknown) == 1 and len(unmatched_missing) == 1:
+            suggestions[(*parent, unmatched_unknown[0])] = (*parent, unmatched_missing[0])
+    return suggestions
 
 
-def _problems_from_detail(detail: ErrorDetails, document: YamlDocument) -> list[SpecProblem]:
+def _one_per_field(problems: list[SpecProblem]) -> list[SpecProblem]:
+    # `{rack:a}` is a bad key *and* a null value at one path: one fault, one message.
+    seen: set[FieldPath] = set()
+    kept = []
+    for problem in problems:
+        if problem.path not in seen or not problem.path:
+            seen.add(problem.path)
+            kept.append(problem)
+    return kept
+
+
+def _problems_from_detail(
+    detail: ErrorDetails, document: YamlDocument, typos: dict[FieldPath, FieldPath]
+) -> list[SpecProblem]:
     loc: FieldPath = tuple(detail["loc"])
     if loc and loc[-1] == "[key]":
         loc = loc[:-1]  # a bad dict key: its path is the key itself
@@ -67,7 +125,10 @@ def _problems_from_detail(detail: ErrorDetails, document: YamlDocument) -> list[
         return [_fault_problem(fault, loc, document) for fault in raised.faults]
     if isinstance(raised, SpecFault):
         return [_fault_problem(raised, loc, document)]
-    message, fix = _describe(detail, loc)
+    if detail["type"] == "extra_forbidden":
+        message, fix = _unknown_field(loc, typos.get(loc))
+    else:
+        message, fix = _describe(detail, loc)
     return [SpecProblem(message, fix, loc, document.line_of(loc))]
 
 
@@ -86,11 +147,6 @@ def _describe(detail: ErrorDetails, loc: FieldPath) -> tuple[str, str]:
     value = detail.get("input")
     ctx = detail.get("ctx") or {}
     field = next((part for part in reversed(loc) if isinstance(part, str)), "")
-    if kind == "missing":
-        example = _REQUIRED_EXAMPLES.get(field, f"{field}: ...")
-        return "required field is missing", f"add '{example}'"
-    if kind == "extra_forbidden":
-        return _unknown_field(loc)
     if kind in ("greater_than_equal", "less_than_equal") and field in _PORT_FIELDS:
         return f"port {value} is out of range", "use a port number from 1 to 65535"
     if kind in ("greater_than_equal", "less_than_equal"):
@@ -117,23 +173,30 @@ def _describe(detail: ErrorDetails, loc: FieldPath) -> tuple[str, str]:
     return detail["msg"], "see docs/spec.md for what this field accepts"
 
 
-def _unknown_field(loc: FieldPath) -> tuple[str, str]:
+def _unknown_field(loc: FieldPath, meant: FieldPath | None) -> tuple[str, str]:
     unknown = str(loc[-1])
-    model = _model_at(loc[:-1])
-    allowed = list(model.model_fields) if model else []
-    message = f"unknown field {unknown!r}"
-    close = _closest_field(unknown, loc[:-1])
-    hint = f"did you mean {close!r}? " if close else "remove it; "
-    parent = format_path(loc[:-1]) or "the top level"
-    return message, f"{hint}allowed in {parent}: {', '.join(allowed)}"
-
-
-def _closest_field(unknown: str, parent: FieldPath) -> str | None:
+    parent = loc[:-1]
     model = _model_at(parent)
-    if model is None:
-        return None
-    close = difflib.get_close_matches(unknown, list(model.model_fields), n=1, cutoff=0.6)
-    return close[0] if close else None
+    allowed = ", ".join(model.model_fields) if model else ""
+    where = format_path(parent) or "the top level"
+    message = f"unknown field {unknown!r}"
+    if meant is not None:
+        return message, f"did you mean {meant[-1]!r}? (allowed in {where}: {allowed})"
+    sections = _sections_with_field(unknown) if not parent else []
+    if sections:
+        under = " or ".join(f"'{section}:'" for section in sections)
+        return f"{message} at the top level", f"it belongs under {under}: indent it there"
+    return message, f"remove it (allowed in {where}: {allowed})"
+
+
+def _sections_with_field(name: str) -> list[str]:
+    """Top-level sections whose model has field `name` (for a line indented too little)."""
+    sections = []
+    for section, field in ClusterSpec.model_fields.items():
+        model = _model_in(field.annotation)
+        if model is not None and name in model.model_fields:
+            sections.append("nodes[]" if section == "nodes" else section)
+    return sections
 
 
 def _model_at(path: FieldPath) -> type[BaseModel] | None:

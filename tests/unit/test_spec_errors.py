@@ -40,6 +40,27 @@ BROKEN_SPECS = {
         "nodes[1].adress",
         "did you mean 'address'?",
     ),
+    "misspelt field unlike the right one": Broken(
+        replace("  - name: node2", "  - n: node2"),
+        9,
+        "nodes[1].n",
+        "unknown field 'n' — did you mean 'name'?",
+    ),
+    "field indented too little": Broken(
+        VALID_SPEC + "python:\nwheelhouse: http://10.0.0.1/w\n",
+        15,
+        "wheelhouse",
+        "it belongs under 'python:'",
+    ),
+    "no space after a colon in a flow mapping": Broken(
+        replace("{rack: a}", "{rack:a}"), 8, 'nodes[0].labels["rack:a"]', "a space after the colon"
+    ),
+    "node without name and address": Broken(
+        replace("  - name: node2\n    address: 10.0.0.2\n", "  - role: worker\n"),
+        9,
+        "nodes[1]",
+        "required fields 'name' and 'address' are missing",
+    ),
     "unknown top-level field": Broken(
         VALID_SPEC + "rey:\n  port: 7000\n", 14, "rey", "did you mean 'ray'?"
     ),
@@ -204,3 +225,12 @@ def test_unsupported_tag_is_refused(in_tmp: Path, write_spec, run_cli):
 
     assert result.code == 2
     assert "cluster.yaml:1: name: unsupported YAML tag" in result.err
+
+
+def test_section_left_empty_means_defaults(in_tmp: Path, write_spec, run_cli):
+    # Every line under `ray:` commented out leaves `ray:` null; that is not an error.
+    write_spec(VALID_SPEC + "ray:\n  # port: 6379\npython:\nnvidia:\n")
+
+    result = run_cli("validate", "-f", "cluster.yaml")
+
+    assert result.code == 0, result.err
