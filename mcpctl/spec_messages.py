@@ -17,7 +17,7 @@ from mcpctl.yamlmap import YamlDocument
 _REQUIRED_EXAMPLES = {
     "name": "name: <name>",
     "address": "address: <IP address or hostname>",
-    "nodes": "nodes:\n  - {name: head, address: <IP>, role: head}",
+    "nodes": "nodes: [{name: head, address: <IP>, role: head}]",
 }
 
 _PORT_FIELDS = {
