@@ -108,7 +108,7 @@ def _write_known_hosts(layout: SandboxLayout, nodes: list[Node], keys: dict[str,
 def _write_spec_and_inventory(layout: SandboxLayout, nodes: list[Node]) -> None:
     from mcpctl.inventory import write_inventory
     from mcpctl.spec import load_spec
-    from mcpctl.spec_cmds import render_starter_spec
+    from mcpctl.starter import render_starter_spec
 
     text = render_starter_spec(
         "sandbox",
