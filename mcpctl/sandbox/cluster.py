@@ -94,7 +94,14 @@ def up(layout: SandboxLayout, count: int, fill_wheelhouse: bool) -> UpResult:
 def _remove_extra_nodes(podman: Podman, nodes: list[Node]) -> None:
     wanted = {node.container(podman.layout) for node in nodes}
     extra = [c["Names"][0] for c in sandbox_containers(podman) if c["Names"][0] not in wanted]
-    remove_containers(podman, extra)
+    _remove_nodes(podman, extra)
+
+
+def _remove_nodes(podman: Podman, containers: list[str]) -> None:
+    remove_containers(podman, containers)
+    for container in containers:
+        node = container.removeprefix(f"{podman.layout.name}-")
+        (podman.layout.ansible_fact_cache / node).unlink(missing_ok=True)
 
 
 def _write_known_hosts(layout: SandboxLayout, nodes: list[Node], keys: dict[str, str]) -> None:
@@ -127,7 +134,7 @@ def _write_spec_and_inventory(layout: SandboxLayout, nodes: list[Node]) -> None:
 def down(layout: SandboxLayout, purge: bool) -> None:
     if layout.containers_conf.exists():
         podman = Podman(layout)
-        remove_containers(podman, [c["Names"][0] for c in sandbox_containers(podman)])
+        _remove_nodes(podman, [c["Names"][0] for c in sandbox_containers(podman)])
         remove_network(podman)
     services.stop_all(layout)
     _unmount_under(layout.state_dir, layout.cache_dir)
