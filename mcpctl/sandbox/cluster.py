@@ -162,9 +162,9 @@ def status_lines(layout: SandboxLayout) -> list[str]:
         networks = container.get("Networks") or []
         address = _container_address(podman, container["Names"][0]) if networks else "-"
         lines.append(f"{node:<10} {address:<14} {container['State']}")
-    for service in services.services(layout):
-        pid = services.running_pid(service, layout)
-        lines.append(f"service {service.name}: {'running, pid ' + str(pid) if pid else 'stopped'}")
+    for name in services.SERVICE_NAMES:
+        pid = services.running_pid(layout, name)
+        lines.append(f"service {name}: {'running, pid ' + str(pid) if pid else 'stopped'}")
     lines += [
         f"apt proxy:   {services.apt_proxy_url(layout)}",
         f"wheelhouse:  {services.wheelhouse_url(layout)}"

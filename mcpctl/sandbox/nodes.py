@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +60,16 @@ def ensure_network(podman: Podman) -> None:
                 layout.name,
             ]
         )
+        _name_bridge(layout)
     podman.write_config(default_network=True)
+
+
+def _name_bridge(layout: SandboxLayout) -> None:
+    # podman 4.3 has no --interface-name; netavark reads the name from the network's file.
+    config_file = layout.network_config_dir / f"{layout.name}.json"
+    config = json.loads(config_file.read_text())
+    config["network_interface"] = layout.bridge_interface
+    config_file.write_text(json.dumps(config, indent=2))
 
 
 def remove_network(podman: Podman) -> None:

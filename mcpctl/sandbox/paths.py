@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,16 +25,25 @@ class SandboxLayout:
 
     @classmethod
     def default(cls) -> SandboxLayout:
+        """The sandbox the environment names; several can run side by side with other
+        MCP_SANDBOX_NAME and MCP_SANDBOX_SUBNET values."""
+        name = os.environ.get("MCP_SANDBOX_NAME", "mcp-sandbox")
+        folder = "sandbox" if name == "mcp-sandbox" else name
         state = Path(
             os.environ.get("MCP_SANDBOX_STATE")
-            or _xdg("XDG_STATE_HOME", ".local/state") / "mcp-cluster" / "sandbox"
+            or _xdg("XDG_STATE_HOME", ".local/state") / "mcp-cluster" / folder
         )
         cache = Path(
             os.environ.get("MCP_SANDBOX_CACHE")
-            or _xdg("XDG_CACHE_HOME", ".cache") / "mcp-cluster" / "sandbox"
+            or _xdg("XDG_CACHE_HOME", ".cache") / "mcp-cluster" / folder
         )
         subnet = ipaddress.IPv4Network(os.environ.get("MCP_SANDBOX_SUBNET", "10.77.0.0/24"))
-        return cls(state_dir=state, cache_dir=cache, subnet=subnet)
+        return cls(state_dir=state, cache_dir=cache, subnet=subnet, name=name)
+
+    @cached_property
+    def bridge_interface(self) -> str:
+        """Named after the sandbox: podman's own podmanN names could clash between sandboxes."""
+        return f"mcp{zlib.crc32(self.name.encode()):08x}"
 
     # Engine configuration and runtime state: all of it goes on `down`.
     @cached_property

@@ -10,17 +10,16 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from mcpctl.errors import McpError
 from mcpctl.sandbox.paths import SandboxLayout
 
 APT_PROXY_PORT = 3142
-APT_CACHER_LOOPBACK_PORT = 31420
 WHEELHOUSE_PORT = 8081
 
 ACNG_CONF = """\
@@ -36,41 +35,51 @@ ReportPage: acng-report.html
 """
 
 
-@dataclass(frozen=True)
-class Service:
-    name: str
-    argv: tuple[str, ...]
-
-    def pidfile(self, layout: SandboxLayout) -> Path:
-        return layout.services_dir / f"{self.name}.pid"
-
-    def logfile(self, layout: SandboxLayout) -> Path:
-        return layout.services_dir / f"{self.name}.log"
+SERVICE_NAMES = ("apt-cacher-ng", "gateway")
 
 
-def services(layout: SandboxLayout) -> list[Service]:
+def pidfile(layout: SandboxLayout, name: str) -> Path:
+    return layout.services_dir / f"{name}.pid"
+
+
+def logfile(layout: SandboxLayout, name: str) -> Path:
+    return layout.services_dir / f"{name}.log"
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _apt_cacher_port(layout: SandboxLayout) -> int:
+    """apt-cacher-ng's loopback port: picked once per sandbox so several sandboxes coexist."""
+    port_file = layout.services_dir / "apt-cacher-ng.port"
+    if not port_file.exists():
+        port_file.write_text(f"{_free_loopback_port()}\n")
+    return int(port_file.read_text())
+
+
+def _commands(layout: SandboxLayout) -> dict[str, tuple[str, ...]]:
     acng_dir = layout.services_dir / "apt-cacher-ng"
-    return [
-        Service("apt-cacher-ng", ("apt-cacher-ng", "-c", str(acng_dir), "ForeGround=1")),
-        Service(
-            "gateway",
-            (
-                sys.executable,
-                "-m",
-                "mcpctl.sandbox.gateway",
-                "--bind",
-                layout.gateway,
-                "--wheelhouse",
-                str(layout.wheelhouse),
-                "--wheelhouse-port",
-                str(WHEELHOUSE_PORT),
-                "--apt-port",
-                str(APT_PROXY_PORT),
-                "--apt-upstream-port",
-                str(APT_CACHER_LOOPBACK_PORT),
-            ),
+    return {
+        "apt-cacher-ng": ("apt-cacher-ng", "-c", str(acng_dir), "ForeGround=1"),
+        "gateway": (
+            sys.executable,
+            "-m",
+            "mcpctl.sandbox.gateway",
+            "--bind",
+            layout.gateway,
+            "--wheelhouse",
+            str(layout.wheelhouse),
+            "--wheelhouse-port",
+            str(WHEELHOUSE_PORT),
+            "--apt-port",
+            str(APT_PROXY_PORT),
+            "--apt-upstream-port",
+            str(_apt_cacher_port(layout)),
         ),
-    ]
+    }
 
 
 def apt_proxy_url(layout: SandboxLayout) -> str:
@@ -92,7 +101,7 @@ def _write_acng_config(layout: SandboxLayout) -> None:
         ACNG_CONF.format(
             cache=layout.apt_cache,
             logs=logs,
-            port=APT_CACHER_LOOPBACK_PORT,
+            port=_apt_cacher_port(layout),
             pidfile=layout.services_dir / "apt-cacher-ng.internal.pid",
         )
     )
@@ -108,9 +117,9 @@ def _process_start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
-def running_pid(service: Service, layout: SandboxLayout) -> int | None:
+def running_pid(layout: SandboxLayout, name: str) -> int | None:
     try:
-        pid_text, started = service.pidfile(layout).read_text().split()
+        pid_text, started = pidfile(layout, name).read_text().split()
     except (OSError, ValueError):
         return None
     pid = int(pid_text)
@@ -121,15 +130,15 @@ def start_all(layout: SandboxLayout) -> None:
     layout.services_dir.mkdir(parents=True, exist_ok=True)
     layout.wheelhouse.mkdir(parents=True, exist_ok=True)
     _write_acng_config(layout)
-    for service in services(layout):
-        if running_pid(service, layout) is None:
-            _start(service, layout)
+    for name, argv in _commands(layout).items():
+        if running_pid(layout, name) is None:
+            _start(layout, name, argv)
 
 
-def _start(service: Service, layout: SandboxLayout) -> None:
-    with service.logfile(layout).open("ab") as log:
+def _start(layout: SandboxLayout, name: str, argv: tuple[str, ...]) -> None:
+    with logfile(layout, name).open("ab") as log:
         process = subprocess.Popen(
-            service.argv,
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -139,18 +148,18 @@ def _start(service: Service, layout: SandboxLayout) -> None:
     time.sleep(0.3)
     if process.poll() is not None:
         raise McpError(
-            f"sandbox service {service.name} exited at start (code {process.returncode}); "
-            f"see {service.logfile(layout)}"
+            f"sandbox service {name} exited at start (code {process.returncode}); "
+            f"see {logfile(layout, name)}"
         )
-    service.pidfile(layout).write_text(f"{process.pid} {_process_start_time(process.pid)}\n")
+    pidfile(layout, name).write_text(f"{process.pid} {_process_start_time(process.pid)}\n")
 
 
 def stop_all(layout: SandboxLayout) -> None:
-    for service in services(layout):
-        pid = running_pid(service, layout)
+    for name in SERVICE_NAMES:
+        pid = running_pid(layout, name)
         if pid is not None:
             _terminate(pid)
-        service.pidfile(layout).unlink(missing_ok=True)
+        pidfile(layout, name).unlink(missing_ok=True)
 
 
 def _terminate(pid: int, grace_seconds: float = 5.0) -> None:

@@ -12,7 +12,7 @@ import pytest
 from mcpctl.sandbox.engine import Podman
 from mcpctl.sandbox.nodes import SANDBOX_LABEL
 from mcpctl.sandbox.paths import SandboxLayout
-from mcpctl.sandbox.services import running_pid, services
+from mcpctl.sandbox.services import SERVICE_NAMES, running_pid
 from tests.integration.conftest import run
 
 pytestmark = pytest.mark.integration
@@ -113,7 +113,7 @@ def test_up_twice_is_safe_and_keeps_nodes(sandbox: str) -> None:
 
 def test_down_leaves_nothing_behind() -> None:
     run("mcpctl", "sandbox", "up", "--nodes", "2", "--no-wheelhouse")
-    pids = [running_pid(service, LAYOUT) for service in services(LAYOUT)]
+    pids = [running_pid(LAYOUT, name) for name in SERVICE_NAMES]
     assert all(pids)
     run("mcpctl", "sandbox", "down")
 
