@@ -43,9 +43,13 @@ unit: venv
 integration: venv
 	$(BIN)/pytest tests/integration -q -m integration
 
+# Molecule's hosts live in a sandbox of their own (the scenarios' fixed addresses are in it).
+molecule: export MCP_SANDBOX_NAME = mcp-molecule
+molecule: export MCP_SANDBOX_SUBNET = 10.75.0.0/24
 molecule: venv
 	$(BIN)/mcpctl sandbox prepare
-	eval "$$($(BIN)/mcpctl sandbox env)" && PATH="$(abspath $(BIN)):$$PATH" $(BIN)/molecule test -s common
+	eval "$$($(BIN)/mcpctl sandbox env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
+	  molecule test -s common; status=$$?; $(BIN)/mcpctl sandbox down; exit $$status
 
 bench: venv
 	$(BIN)/python bench/cli_startup.py

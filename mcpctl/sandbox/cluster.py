@@ -132,15 +132,31 @@ def _write_spec_and_inventory(layout: SandboxLayout, nodes: list[Node]) -> None:
 
 
 def down(layout: SandboxLayout, purge: bool) -> None:
-    if layout.containers_conf.exists():
-        podman = Podman(layout)
-        _remove_nodes(podman, [c["Names"][0] for c in sandbox_containers(podman)])
-        remove_network(podman)
+    podman = Podman(layout)
+    # A configuration naming no default network works whether or not that network exists.
+    podman.write_config(default_network=False)
+    _remove_nodes(podman, [c["Names"][0] for c in sandbox_containers(podman)])
+    remove_network(podman)
     services.stop_all(layout)
-    _unmount_under(layout.state_dir, layout.cache_dir)
+    engine_idle = _engine_idle(podman)
+    _unmount_under(layout.state_dir)
     shutil.rmtree(layout.state_dir, ignore_errors=True)
     if purge:
         shutil.rmtree(layout.cache_dir, ignore_errors=True)
+    if engine_idle:
+        # The last sandbox is gone: the shared engine's runtime state goes too.
+        _unmount_under(layout.engine_dir, layout.image_storage)
+        shutil.rmtree(layout.engine_dir, ignore_errors=True)
+        if purge:
+            shutil.rmtree(layout.shared_cache_dir, ignore_errors=True)
+
+
+def _engine_idle(podman: Podman) -> bool:
+    """No network and no container of any sandbox (or Molecule scenario) is left."""
+    if any(podman.layout.network_config_dir.glob("*.json")):
+        return False
+    listed = podman.run(["ps", "--all", "--quiet"], check=False)
+    return listed.returncode == 0 and not listed.stdout.strip()
 
 
 def _unmount_under(*roots: Path) -> None:

@@ -53,7 +53,12 @@ class Podman:
 
     def write_config(self, *, default_network: bool = True) -> None:
         layout = self.layout
-        for directory in (layout.engine_run_dir, layout.network_config_dir, layout.image_storage):
+        for directory in (
+            layout.state_dir,
+            layout.engine_run_dir,
+            layout.network_config_dir,
+            layout.image_storage,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
         _write_if_changed(
             layout.containers_conf,

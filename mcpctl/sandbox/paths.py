@@ -1,4 +1,8 @@
-"""Where the sandbox keeps its state (removed by `down`) and its caches (kept until `--purge`)."""
+"""Where a sandbox keeps its state (removed by `down`) and its caches (kept until `--purge`).
+
+Sandboxes on one machine share one container engine (its storage holds the node image, built
+once) and the wheelhouse; each has its own network, nodes, keys, gateway services and spec.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ class SandboxLayout:
     cache_dir: Path
     subnet: ipaddress.IPv4Network
     name: str = "mcp-sandbox"
+    engine_dir: Path = Path("/nonexistent")
+    shared_cache_dir: Path = Path("/nonexistent")
 
     @classmethod
     def default(cls) -> SandboxLayout:
@@ -29,38 +35,39 @@ class SandboxLayout:
         MCP_SANDBOX_NAME and MCP_SANDBOX_SUBNET values."""
         name = os.environ.get("MCP_SANDBOX_NAME", "mcp-sandbox")
         folder = "sandbox" if name == "mcp-sandbox" else name
-        state = Path(
-            os.environ.get("MCP_SANDBOX_STATE")
-            or _xdg("XDG_STATE_HOME", ".local/state") / "mcp-cluster" / folder
+        state_root = _xdg("XDG_STATE_HOME", ".local/state") / "mcp-cluster"
+        cache_root = _xdg("XDG_CACHE_HOME", ".cache") / "mcp-cluster"
+        return cls(
+            state_dir=Path(os.environ.get("MCP_SANDBOX_STATE") or state_root / folder),
+            cache_dir=Path(os.environ.get("MCP_SANDBOX_CACHE") or cache_root / folder),
+            subnet=ipaddress.IPv4Network(os.environ.get("MCP_SANDBOX_SUBNET", "10.77.0.0/24")),
+            name=name,
+            engine_dir=state_root / "engine",
+            shared_cache_dir=cache_root,
         )
-        cache = Path(
-            os.environ.get("MCP_SANDBOX_CACHE")
-            or _xdg("XDG_CACHE_HOME", ".cache") / "mcp-cluster" / folder
-        )
-        subnet = ipaddress.IPv4Network(os.environ.get("MCP_SANDBOX_SUBNET", "10.77.0.0/24"))
-        return cls(state_dir=state, cache_dir=cache, subnet=subnet, name=name)
 
     @cached_property
     def bridge_interface(self) -> str:
         """Named after the sandbox: podman's own podmanN names could clash between sandboxes."""
         return f"mcp{zlib.crc32(self.name.encode()):08x}"
 
-    # Engine configuration and runtime state: all of it goes on `down`.
+    # This sandbox's view of the engine (its default network); goes on `down`.
     @cached_property
     def containers_conf(self) -> Path:
         return self.state_dir / "containers.conf"
 
+    # The shared engine's runtime state: goes with the last sandbox's `down`.
     @cached_property
     def storage_conf(self) -> Path:
-        return self.state_dir / "storage.conf"
+        return self.engine_dir / "storage.conf"
 
     @cached_property
     def engine_run_dir(self) -> Path:
-        return self.state_dir / "run"
+        return self.engine_dir / "run"
 
     @cached_property
     def network_config_dir(self) -> Path:
-        return self.state_dir / "networks"
+        return self.engine_dir / "networks"
 
     @cached_property
     def ssh_dir(self) -> Path:
@@ -94,16 +101,16 @@ class SandboxLayout:
     # must not outlive it, or a new node of the same name would inherit them.
     @cached_property
     def ansible_fact_cache(self) -> Path:
-        return _xdg("XDG_CACHE_HOME", ".cache") / "mcp-cluster" / "ansible-facts"
+        return self.shared_cache_dir / "ansible-facts"
 
     # Caches: slow to rebuild, safe to keep between `up`s.
     @cached_property
     def image_storage(self) -> Path:
-        return self.cache_dir / "storage"
+        return self.shared_cache_dir / "images"
 
     @cached_property
     def wheelhouse(self) -> Path:
-        return self.cache_dir / "wheelhouse"
+        return self.shared_cache_dir / "wheelhouse"
 
     @cached_property
     def apt_cache(self) -> Path:

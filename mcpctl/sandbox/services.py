@@ -47,9 +47,16 @@ def logfile(layout: SandboxLayout, name: str) -> Path:
 
 
 def _free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    # apt-cacher-ng 3.7 cannot bind ports above 32767 ("Error resolving address for binding"),
+    # so the kernel's ephemeral range (32768 up) is no use here.
+    for port in range(31420, 32768):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise McpError("no free loopback port below 32768 for apt-cacher-ng")
 
 
 def _apt_cacher_port(layout: SandboxLayout) -> int:

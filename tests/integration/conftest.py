@@ -13,6 +13,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
+# The tests get a sandbox of their own, so an operator's `make sandbox` survives `make test`.
+os.environ.setdefault("MCP_SANDBOX_NAME", "mcp-test")
+os.environ.setdefault("MCP_SANDBOX_SUBNET", "10.76.0.0/24")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     missing = [tool for tool in ("podman", "mmdebstrap", "apt-cacher-ng") if not shutil.which(tool)]
