@@ -1,0 +1,47 @@
+"""What both example pipelines share: flags, the Ray connection and the printed summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import torch
+
+from agent_runtime.stream import RunStats
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    args = argparse.ArgumentParser(description=description)
+    args.add_argument("--messages", type=int, default=2000)
+    args.add_argument("--concurrency", type=int, default=64, help="messages in flight")
+    args.add_argument("--rate", type=float, help="open-loop arrivals per second")
+    args.add_argument("--replicas", type=int, default=2, help="replicas per scoring agent")
+    args.add_argument("--address", help="Ray address (default: $RAY_ADDRESS or a local Ray)")
+    args.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return args
+
+
+def train(
+    model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, steps: int = 300
+) -> None:
+    """A few hundred full-batch Adam steps: enough for these toy models, well under a second."""
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss_fn = torch.nn.MSELoss() if targets.dtype.is_floating_point else torch.nn.CrossEntropyLoss()
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss_fn(model(inputs), targets).backward()
+        optimiser.step()
+    model.eval()
+
+
+def report(title: str, stats: RunStats, extra: dict[str, Any], as_json: bool) -> None:
+    summary = {"pipeline": title, **stats.summary(), **extra}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(f"{title} pipeline ({time.strftime('%H:%M:%S')})")
+    for name, value in summary.items():
+        if name != "pipeline":
+            print(f"  {name:20} {value}")

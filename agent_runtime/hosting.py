@@ -1,0 +1,160 @@
+"""Driver-side API: start or find a deployment and send messages to its agents.
+
+    deployment = await Deployment.start(load_spec("agents.yaml"))
+    result = await deployment.group("detector").call({"host": "web-1", "cpu": 0.93})
+
+Routing happens in the caller's process (no extra hop through the supervisor): the group
+asks the supervisor for replica handles once, then hashes keys or picks by weight itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from agent_runtime.agent import Message
+from agent_runtime.routing import Backpressure, Router
+from agent_runtime.spec import AgentSpec, DeploymentSpec
+from agent_runtime.supervisor import NAMESPACE, Supervisor, supervisor_name
+
+__all__ = ["AgentGroup", "Backpressure", "Deployment"]
+
+# Long enough for Ray to restart a replica on another node, short enough to surface a
+# deployment that cannot be placed at all.
+REDELIVERY_DEADLINE_S = 60.0
+
+
+class AgentGroup:
+    """The replicas of one agent, seen from a caller: route, bound in-flight, redeliver."""
+
+    def __init__(
+        self, supervisor: Any, spec: AgentSpec, *, block: bool = True, timeout_s: float = 30.0
+    ) -> None:
+        self.spec = spec
+        self._supervisor = supervisor
+        self._router = Router(spec.max_in_flight, block=block, timeout_s=timeout_s)
+        self._handles: dict[str, Any] = {}
+        self._generation = -1
+        self._refreshing: asyncio.Task | None = None
+        self._ids = itertools.count()
+        self._prefix = f"{uuid.uuid4().hex[:12]}-"
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    async def refresh(self) -> None:
+        # Concurrent failures share one refresh instead of each asking the supervisor.
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._fetch())
+        await self._refreshing
+
+    async def _fetch(self) -> None:
+        generation, replicas = await self._supervisor.replicas.remote(self.spec.name)
+        self._handles = {replica_id: handle for replica_id, handle, _ in replicas}
+        self._router.set_replicas({replica_id: weight for replica_id, _, weight in replicas})
+        self._generation = generation
+
+    def key_of(self, payload: Any) -> str | None:
+        field = self.spec.routing_key
+        if field is None:
+            return None
+        value = payload.get(field) if isinstance(payload, Mapping) else getattr(payload, field)
+        return None if value is None else str(value)
+
+    def new_id(self) -> str:
+        return f"{self._prefix}{next(self._ids)}"
+
+    async def call(
+        self, payload: Any, *, key: str | None = None, message_id: str | None = None
+    ) -> Any:
+        """Deliver one message at least once and return the agent's result.
+
+        The id is kept across redeliveries so the replica can tell a retry from new work.
+        """
+        if self._generation < 0:
+            await self.refresh()
+        message = Message(message_id or self.new_id(), payload, key or self.key_of(payload))
+        deadline = time.monotonic() + REDELIVERY_DEADLINE_S
+        delay = 0.05
+        while True:
+            async with self._router.slot(message.key) as replica_id:
+                handle = self._handles[replica_id]
+                try:
+                    return await handle.handle.remote(message)
+                except (ActorDiedError, ActorUnavailableError):
+                    # The supervisor replaced this replica (drain) or Ray gave up on it; the
+                    # new handle comes from the supervisor.
+                    if time.monotonic() > deadline:
+                        raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            await self.refresh()
+
+
+class Deployment:
+    """A running agents.yaml: its supervisor actor and one AgentGroup per agent."""
+
+    def __init__(self, spec: DeploymentSpec, supervisor: Any) -> None:
+        self.spec = spec
+        self.supervisor = supervisor
+        self._groups: dict[str, AgentGroup] = {}
+
+    @classmethod
+    async def start(cls, spec: DeploymentSpec, *, detached: bool = False) -> Deployment:
+        """Create the supervisor (on this node: it should live where the driver lives) and
+        wait until every replica has run its setup."""
+        here = ray.get_runtime_context().get_node_id()
+        supervisor = (
+            ray.remote(Supervisor)
+            .options(
+                name=supervisor_name(spec.name),
+                namespace=NAMESPACE,
+                lifetime="detached" if detached else None,
+                num_cpus=0,
+                max_restarts=-1,
+                max_task_retries=-1,
+                max_concurrency=1000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+            )
+            .remote(spec)
+        )
+        await supervisor.status.remote()
+        return cls(spec, supervisor)
+
+    @classmethod
+    async def connect(cls, name: str) -> Deployment:
+        supervisor = ray.get_actor(supervisor_name(name), namespace=NAMESPACE)
+        return cls(await supervisor.spec.remote(), supervisor)
+
+    def group(self, agent: str, **router_options: Any) -> AgentGroup:
+        if agent not in self._groups:
+            self._groups[agent] = AgentGroup(
+                self.supervisor, self.spec.agent(agent), **router_options
+            )
+        return self._groups[agent]
+
+    async def status(self) -> dict[str, Any]:
+        return await self.supervisor.status.remote()
+
+    async def stop(self) -> int:
+        stopped = await self.supervisor.stop.remote()
+        ray.kill(self.supervisor, no_restart=True)
+        return stopped
+
+
+def init_ray(address: str | None = None, **kwargs: Any) -> None:
+    """Connect to $MCP_RAY_CLUSTER / $RAY_ADDRESS, or start a local Ray for examples."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("MCP_RAY_CLUSTER") or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=True, **kwargs)
