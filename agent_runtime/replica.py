@@ -112,5 +112,4 @@ class Replica:
             "duplicates": self._duplicates,
             "in_flight": len(self._pending),
             "restored": self._restored,
-            "restarted": ray.get_runtime_context().was_current_actor_reconstructed,
         }

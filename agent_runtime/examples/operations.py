@@ -181,7 +181,7 @@ async def main_async(args: Any) -> None:
 
 def main() -> None:
     args = common.parser(__doc__.splitlines()[0]).parse_args()
-    init_ray(args.address, num_cpus=None)
+    init_ray(args.address)
     asyncio.run(main_async(args))
 
 
