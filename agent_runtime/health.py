@@ -20,7 +20,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from agent_runtime import metrics
+from agent_runtime import metrics, placement
 from agent_runtime.spec import HealthSpec
 
 NAMESPACE = "mcp-agents"
@@ -244,8 +244,11 @@ class HealthMonitor:
             node_id = node["NodeID"]
             if node["Alive"]:
                 alive[node_id] = node["NodeManagerAddress"]
-            elif node_id in self._nodes:
-                self._set(self._nodes[node_id], DEAD, [node.get("DeathReasonMessage") or "dead"])
+            else:
+                health = self._nodes.setdefault(
+                    node_id, NodeHealth(node_id, node["NodeManagerAddress"])
+                )
+                self._set(health, DEAD, [node.get("DeathReasonMessage") or "dead"])
                 self._probes.pop(node_id, None)
         for node_id, address in alive.items():
             self._nodes.setdefault(node_id, NodeHealth(node_id, address))
@@ -344,8 +347,7 @@ class HealthMonitor:
 
 
 def get_monitor(limits: HealthSpec | None = None) -> Any:
-    """The cluster's monitor, created on first use on the caller's node (the head, for jobs)."""
-    here = ray.get_runtime_context().get_node_id()
+    """The cluster's monitor, created on first use (on the head node)."""
     return (
         ray.remote(HealthMonitor)
         .options(
@@ -353,10 +355,9 @@ def get_monitor(limits: HealthSpec | None = None) -> Any:
             namespace=NAMESPACE,
             get_if_exists=True,
             lifetime="detached",
-            num_cpus=0,
             max_restarts=-1,
             max_concurrency=64,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+            **placement.on_head(),
         )
         .remote(limits)
     )

@@ -19,8 +19,8 @@ from typing import Any
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from agent_runtime import placement
 from agent_runtime.agent import Message
 from agent_runtime.routing import Backpressure, Router
 from agent_runtime.spec import AgentSpec, DeploymentSpec
@@ -111,20 +111,18 @@ class Deployment:
 
     @classmethod
     async def start(cls, spec: DeploymentSpec, *, detached: bool = False) -> Deployment:
-        """Create the supervisor (on this node: it should live where the driver lives) and
-        wait until every replica has run its setup."""
-        here = ray.get_runtime_context().get_node_id()
+        """Create the supervisor on the head node and wait until every replica has run its
+        setup."""
         supervisor = (
             ray.remote(Supervisor)
             .options(
                 name=supervisor_name(spec.name),
                 namespace=NAMESPACE,
                 lifetime="detached" if detached else None,
-                num_cpus=0,
                 max_restarts=-1,
                 max_task_retries=-1,
                 max_concurrency=1000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+                **placement.on_head(),
             )
             .remote(spec)
         )

@@ -16,12 +16,11 @@ from typing import Any
 
 import ray
 
-from agent_runtime import health
+from agent_runtime import health, placement
 from agent_runtime.replica import Replica
 from agent_runtime.spec import AgentSpec, DeploymentSpec
 
 NAMESPACE = "mcp-agents"
-NODE_ID_LABEL = "ray.io/node-id"
 INFO_TIMEOUT_S = 2.0
 
 
@@ -97,9 +96,8 @@ class Supervisor:
             "max_task_retries": -1,
             "max_concurrency": slot.agent.max_concurrency,
             "scheduling_strategy": "SPREAD",
+            **placement.avoiding(self._bad_nodes),
         }
-        if self._bad_nodes:
-            options["label_selector"] = {NODE_ID_LABEL: f"!in({','.join(sorted(self._bad_nodes))})"}
         slot.handle = (
             ray.remote(Replica).options(**options).remote(self._spec.name, slot.agent, slot.index)
         )
