@@ -38,9 +38,10 @@ def select_device() -> torch.device:
 def load_module(
     path: str | Path, build: Callable[[], torch.nn.Module] | None = None
 ) -> torch.nn.Module:
-    """A local model file: a state dict for `build()`'s architecture, or TorchScript."""
+    """A local model file: a state dict for `build()`'s architecture, or a torch.export
+    program (.pt2; export the batch dimension as dynamic so any batch size runs)."""
     if build is None:
-        return torch.jit.load(str(path), map_location="cpu")
+        return torch.export.load(str(path)).module()
     module = build()
     module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return module
