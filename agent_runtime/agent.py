@@ -6,6 +6,7 @@ An agent is plain Python; the runtime hosts it in a Ray actor, gives it a messag
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,11 @@ class Agent:
         result = await self.act(decision)
         self.update(observation, decision, result)
         return result
+
+    async def handle_batch(self, messages: list[Message]) -> list[Any]:
+        """Many messages at once (from `AgentGroup.call_many`). Override to process them
+        as one batch, e.g. one model pass; the default handles them concurrently."""
+        return list(await asyncio.gather(*(self.handle(message) for message in messages)))
 
     def get_state(self) -> Any:
         """What a restarted replica needs to resume; must be picklable."""

@@ -81,16 +81,46 @@ class AgentGroup:
 
         The id is kept across redeliveries so the replica can tell a retry from new work.
         """
+        message = Message(message_id or self.new_id(), payload, key or self.key_of(payload))
+        return await self._deliver(message.key, "handle", message)
+
+    async def call_many(self, payloads: list[Any]) -> list[Any]:
+        """Send many messages with one actor call per replica involved (results in order).
+
+        For bulk work such as batch inference: per-call overhead (~0.3 ms) dwarfs a small
+        model's per-item cost, so this is the fast path when the caller has items in hand.
+        Each per-replica call holds one in-flight slot.
+        """
         if self._generation < 0:
             await self.refresh()
-        message = Message(message_id or self.new_id(), payload, key or self.key_of(payload))
+        messages = [Message(self.new_id(), p, self.key_of(p)) for p in payloads]
+        by_owner: dict[str | None, list[int]] = {}
+        for i, message in enumerate(messages):
+            owner = None if message.key is None else self._router.owner(message.key)
+            by_owner.setdefault(owner, []).append(i)
+        results: list[Any] = [None] * len(messages)
+
+        async def send(owner: str | None, indexes: list[int]) -> None:
+            # A keyed chunk is routed by its first key: all its messages share that owner.
+            key = None if owner is None else messages[indexes[0]].key
+            chunk = [messages[i] for i in indexes]
+            answers = await self._deliver(key, "handle_many", chunk)
+            for i, answer in zip(indexes, answers, strict=True):
+                results[i] = answer
+
+        await asyncio.gather(*(send(owner, indexes) for owner, indexes in by_owner.items()))
+        return results
+
+    async def _deliver(self, key: str | None, method: str, argument: Any) -> Any:
+        if self._generation < 0:
+            await self.refresh()
         deadline = time.monotonic() + REDELIVERY_DEADLINE_S
         delay = 0.05
         while True:
-            async with self._router.slot(message.key) as replica_id:
-                handle = self._handles[replica_id]
+            async with self._router.slot(key) as replica_id:
+                actor_method = getattr(self._handles[replica_id], method)
                 try:
-                    return await handle.handle.remote(message)
+                    return await actor_method.remote(argument)
                 except (ActorDiedError, ActorUnavailableError):
                     # The supervisor replaced this replica (drain) or Ray gave up on it; the
                     # new handle comes from the supervisor.

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import ray
 import torch
@@ -66,7 +67,7 @@ class BatchedModel:
         self.name = name
         self.batches = 0
         self.items = 0
-        self._queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] | None = None
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,22 @@ class BatchedModel:
         with torch.inference_mode():
             return self.module(batch.to(self.device)).cpu()
 
-    async def infer(self, item: torch.Tensor) -> torch.Tensor:
+    def infer_many(self, items: Sequence[Any]) -> list[torch.Tensor]:
+        """Items already gathered by the caller: run them now, `max_batch_size` at a time."""
+        outputs: list[torch.Tensor] = []
+        for start in range(0, len(items), self.max_batch_size):
+            chunk = items[start : start + self.max_batch_size]
+            outputs.extend(self.forward(_stack(list(chunk))).unbind(0))
+            self._count(len(chunk))
+        return outputs
+
+    def _count(self, size: int) -> None:
+        self.batches += 1
+        self.items += size
+        metrics.batch_size().observe(size, tags={"model": self.name})
+
+    async def infer(self, item: torch.Tensor | Sequence[float]) -> torch.Tensor:
+        """One item (a tensor, or a list of numbers: cheaper to batch) -> its output row."""
         if self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
             self._worker = asyncio.ensure_future(self._serve())
@@ -82,7 +98,7 @@ class BatchedModel:
         await self._queue.put((item, future))
         return await future
 
-    async def _collect(self) -> list[tuple[torch.Tensor, asyncio.Future]]:
+    async def _collect(self) -> list[tuple[Any, asyncio.Future]]:
         batch = [await self._queue.get()]
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch_size:
@@ -103,15 +119,20 @@ class BatchedModel:
             batch = await self._collect()
             try:
                 # Run inline: small forwards take microseconds, less than a thread hand-off.
-                outputs = self.forward(torch.stack([item for item, _ in batch]))
+                outputs = self.forward(_stack([item for item, _ in batch]))
             except Exception as error:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            self.batches += 1
-            self.items += len(batch)
-            metrics.batch_size().observe(len(batch), tags={"model": self.name})
-            for (_, future), output in zip(batch, outputs, strict=True):
+            self._count(len(batch))
+            for (_, future), output in zip(batch, outputs.unbind(0), strict=True):
                 if not future.done():  # the caller may have been cancelled
                     future.set_result(output)
+
+
+def _stack(items: list[Any]) -> torch.Tensor:
+    if isinstance(items[0], torch.Tensor):
+        return torch.stack(items)
+    # One conversion for the whole batch instead of a tensor per item.
+    return torch.tensor(items, dtype=torch.float32)

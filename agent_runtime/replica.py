@@ -57,34 +57,60 @@ class Replica:
         return self.info()
 
     async def handle(self, message: Message) -> Any:
-        if message.id in self._recent:
-            return self._duplicate(self._recent[message.id])
-        pending = self._pending.get(message.id)
-        if pending is not None:
-            return self._duplicate(await asyncio.shield(pending))
-        await self._ensure_setup()
-        future = asyncio.get_running_loop().create_future()
-        self._pending[message.id] = future
+        return (await self._process([message], batch=False))[0]
+
+    async def handle_many(self, messages: list[Message]) -> list[Any]:
+        """Several messages in one actor call, given to the agent's `handle_batch` together:
+        one call's overhead instead of one per message, and one model pass for all."""
+        return await self._process(messages, batch=True)
+
+    async def _process(self, messages: list[Message], batch: bool) -> list[Any]:
+        results: list[Any] = [None] * len(messages)
+        waiting: list[tuple[int, asyncio.Future]] = []
+        fresh: list[int] = []
+        loop = asyncio.get_running_loop()
+        for i, message in enumerate(messages):
+            if message.id in self._recent:
+                results[i] = self._recent[message.id]
+            elif message.id in self._pending:
+                # Redelivered while the first delivery is still running: share its outcome.
+                waiting.append((i, self._pending[message.id]))
+            else:
+                fresh.append(i)
+                self._pending[message.id] = loop.create_future()
+        duplicates = len(messages) - len(fresh)
+        if duplicates:
+            self._duplicates += duplicates
+            metrics.messages().inc(duplicates, tags={**self._tags, "outcome": "duplicate"})
+        if fresh:
+            answers = await self._run([messages[i] for i in fresh], batch)
+            for i, answer in zip(fresh, answers, strict=True):
+                results[i] = answer
+        for i, future in waiting:
+            results[i] = await asyncio.shield(future)
+        return results
+
+    async def _run(self, messages: list[Message], batch: bool) -> list[Any]:
         started = time.perf_counter()
         try:
-            result = await self._agent.handle(message)
+            await self._ensure_setup()
+            if batch:
+                answers = await self._agent.handle_batch(messages)
+            else:
+                answers = [await self._agent.handle(messages[0])]
         except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # mark retrieved: the caller gets the error, not the loop
-            metrics.messages().inc(tags={**self._tags, "outcome": "error"})
+            for message in messages:
+                future = self._pending.pop(message.id)
+                future.set_exception(error)
+                future.exception()  # mark retrieved: the caller gets the error, not the loop
+            metrics.messages().inc(len(messages), tags={**self._tags, "outcome": "error"})
             raise
-        finally:
-            del self._pending[message.id]
-        future.set_result(result)
-        self._remember(message.id, result)
-        metrics.messages().inc(tags={**self._tags, "outcome": "ok"})
+        for message, answer in zip(messages, answers, strict=True):
+            self._pending.pop(message.id).set_result(answer)
+            self._remember(message.id, answer)
+        metrics.messages().inc(len(messages), tags={**self._tags, "outcome": "ok"})
         metrics.latency_ms().observe((time.perf_counter() - started) * 1000, tags=self._tags)
-        return result
-
-    def _duplicate(self, result: Any) -> Any:
-        self._duplicates += 1
-        metrics.messages().inc(tags={**self._tags, "outcome": "duplicate"})
-        return result
+        return answers
 
     def _remember(self, message_id: str, result: Any) -> None:
         self._processed += 1
