@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -29,7 +29,6 @@ class AgentContext:
     agent: str
     replica: int
     node_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Agent:

@@ -361,7 +361,3 @@ def get_monitor(limits: HealthSpec | None = None) -> Any:
         )
         .remote(limits)
     )
-
-
-def unhealthy_nodes(report: dict[str, dict[str, Any]]) -> set[str]:
-    return {node_id for node_id, health in report.items() if health["status"] != HEALTHY}

@@ -48,10 +48,6 @@ class AgentGroup:
         self._ids = itertools.count()
         self._prefix = f"{uuid.uuid4().hex[:12]}-"
 
-    @property
-    def router(self) -> Router:
-        return self._router
-
     async def refresh(self) -> None:
         # Concurrent failures share one refresh instead of each asking the supervisor.
         if self._refreshing is None or self._refreshing.done():
@@ -174,8 +170,8 @@ class Deployment:
     async def status(self) -> dict[str, Any]:
         return await self.supervisor.status.remote()
 
-    async def stop(self) -> int:
-        stopped = await self.supervisor.stop.remote()
+    async def stop(self, purge: bool = False) -> int:
+        stopped = await self.supervisor.stop.remote(purge)
         ray.kill(self.supervisor, no_restart=True)
         return stopped
 

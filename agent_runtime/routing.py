@@ -36,9 +36,6 @@ class HashRing:
         self._points: list[int] = []
         self._owners: list[str] = []
 
-    def __len__(self) -> int:
-        return len(self._weights)
-
     def set(self, weights: Mapping[str, float]) -> None:
         self._weights = dict(weights)
         ring = sorted(
@@ -87,10 +84,6 @@ class Router:
         self._in_flight: dict[str, int] = {}
         self._rng = rng or random.Random()
         self._changed: asyncio.Condition | None = None
-
-    @property
-    def replicas(self) -> list[str]:
-        return list(self._weights)
 
     def in_flight(self, replica: str) -> int:
         return self._in_flight.get(replica, 0)

@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from agent_runtime import health, placement
+from agent_runtime import checkpoint, health, placement
 from agent_runtime.replica import Replica
 from agent_runtime.spec import AgentSpec, DeploymentSpec
 
@@ -180,8 +180,9 @@ class Supervisor:
             "events": self._events[-20:],
         }
 
-    async def stop(self) -> int:
-        """Checkpoint and end every replica; returns how many were stopped."""
+    async def stop(self, purge: bool = False) -> int:
+        """Checkpoint and end every replica; `purge` also deletes the checkpoints, so a
+        later deployment of the same name starts from fresh state."""
         if self._watch is not None:
             self._watch.cancel()
         slots = self._all_slots()
@@ -190,4 +191,6 @@ class Supervisor:
         )
         for slot in slots:
             ray.kill(slot.handle, no_restart=True)
+        if purge:
+            checkpoint.delete_deployment(self._spec.name)
         return len(slots)

@@ -112,7 +112,7 @@ async def throughput_and_latency(args) -> dict:
     for q in (50, 99):
         line(f"p{q} ms", loaded["runtime"].percentile(q), loaded["raw"].percentile(q), "ms",
              "target p99 < 10 ms" if q == 99 else "")  # fmt: skip
-    await deployment.stop()
+    await deployment.stop(purge=True)
     return {
         "throughput_runtime": results["runtime"].throughput,
         "throughput_raw": results["raw"].throughput,
@@ -147,7 +147,7 @@ async def inference(args) -> dict:
         started = time.perf_counter()
         await drive(send, len(chunks), concurrency=args.concurrency if chunk == 1 else 4)
         figures[name] = len(items) / (time.perf_counter() - started)
-        await deployment.stop()
+        await deployment.stop(purge=True)
     print(f"3. inference through one detector replica, {args.items} items")
     print(f"  {'':38} {'batched':>12} {'unbatched':>12}")
     line("items/s (256 per call vs 1 per call)", figures["batched"], figures["unbatched"],

@@ -76,7 +76,7 @@ class AnomalyDetector(Agent):
         self.model = BatchedModel(
             scorer,
             max_batch_size=self.config.get("max_batch_size", 256),
-            max_wait_ms=self.config.get("max_wait_ms", 1.0),
+            max_wait_ms=self.config.get("max_wait_ms", 0.25),
             name="ops-autoencoder",
         )
 
@@ -186,7 +186,7 @@ async def main_async(args: Any) -> None:
             pipeline.process, args.messages, concurrency=args.concurrency, rate=args.rate
         )
     finally:
-        await deployment.stop()
+        await deployment.stop(purge=True)
     results = stats.results
     injected = sum(r["injected"] for r in results)
     caught = sum(r["injected"] and r["action"] != "none" for r in results)

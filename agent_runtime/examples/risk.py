@@ -163,7 +163,7 @@ async def main_async(args: Any) -> None:
             pipeline.process, args.messages, concurrency=args.concurrency, rate=args.rate
         )
     finally:
-        await deployment.stop()
+        await deployment.stop(purge=True)
     results = stats.results
     declined = [r for r in results if r["verdict"] == "decline"]
     extra = {

@@ -56,7 +56,7 @@ async def _scenario(cluster) -> tuple[float, list, dict]:
         stats = await asyncio.wait_for(run, 120)
         return recovery_s, stats.results, await deployment.status()
     finally:
-        await deployment.stop()
+        await deployment.stop(purge=True)
 
 
 def test_node_loss_under_load_loses_nothing(ray_cluster):

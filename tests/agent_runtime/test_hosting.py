@@ -37,7 +37,7 @@ def deploy(ray_cluster):
 
     yield start
     for deployment in started:
-        run(deployment.stop())
+        run(deployment.stop(purge=True))
 
 
 def test_keyed_messages_stick_to_one_replica_and_keep_state(deploy):
@@ -67,8 +67,11 @@ def test_redelivered_message_is_answered_once(deploy):
     first, again, fresh = run(send_twice())
     assert first == again
     assert fresh["count"] == 2
+    # Another driver finds the deployment by name and shares the replicas' dedup memory.
+    other = run(Deployment.connect("dedup")).group("a")
+    assert run(other.call({"key": "x"}, message_id="m-2")) == fresh
     info = run(deployment.status())["replicas"][0]
-    assert (info["processed"], info["duplicates"]) == (2, 1)
+    assert (info["processed"], info["duplicates"]) == (2, 2)
 
 
 def test_restarted_replica_resumes_from_checkpoint(deploy):
@@ -142,3 +145,13 @@ def test_cordoned_node_is_drained_and_refilled_after_recovery(deploy, ray_cluste
     while ray.get(monitor.report.remote())[victim]["status"] != "healthy":
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+def test_supervisor_crash_recreates_replicas_from_checkpoints(deploy):
+    deployment = deploy(_spec("phoenix", replicas=2, routing_key="key", checkpoint_every=1))
+    group = deployment.group("a")
+    run(asyncio.wait_for(_count(group, 3), 30))
+    # Ray restarts the supervisor; its replicas died with it (they are owned by it).
+    ray.kill(deployment.supervisor, no_restart=False)
+    result = run(asyncio.wait_for(group.call({"key": "k"}), 60))
+    assert result["count"] == 4

@@ -61,10 +61,15 @@ def jobs_cluster():
     address = f"http://127.0.0.1:{dashboard}"
     try:
         _wait_for_jobs_api(address, token)
-        yield address, token
+        yield address, token, ports["--metrics-export-port"]
     finally:
+        # The group holds only what this fixture started (start_new_session above).
         os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
+        try:
+            head.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=10)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -85,6 +90,17 @@ def _wait_for_jobs_api(address: str, token: str) -> None:
     raise RuntimeError("Ray dashboard did not come up")
 
 
+def _scrape(port: int, metric: str, timeout_s: float = 30) -> str:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        if metric in text or time.monotonic() > deadline:
+            return text
+        time.sleep(1)
+
+
 def _mcpctl(capsys, address, *argv) -> tuple[int, str]:
     code = main([*argv, "--address", address])
     out = capsys.readouterr()
@@ -92,7 +108,7 @@ def _mcpctl(capsys, address, *argv) -> tuple[int, str]:
 
 
 def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
-    address, token = jobs_cluster
+    address, token, metrics_port = jobs_cluster
     monkeypatch.setenv("MCP_RAY_TOKEN", token)
     spec = str(ROOT / "agent_runtime/examples/operations.yaml")
 
@@ -113,11 +129,16 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
     assert agents == [f"ops/{a}" for a in ("decider.0", "decider.1", "detector.0", "detector.1",
                                            "executor.0")]  # fmt: skip
 
+    # Node health reaches Prometheus through Ray's metrics agent (exported every few seconds).
+    assert "ray_mcp_node_healthy" in _scrape(metrics_port, "ray_mcp_node_healthy")
+
     code, out = _mcpctl(capsys, address, "agents", "logs", "ops")
     assert code == 0 and "MCP-READY ops: 5 replicas" in out
 
     code, out = _mcpctl(capsys, address, "agents", "stop", "ops")
     assert code == 0, out
+    code, out = _mcpctl(capsys, address, "agents", "logs", "ops")
+    assert "stopped ops: 5 replicas checkpointed and ended" in out  # SIGTERM handled
     code, out = _mcpctl(capsys, address, "agents", "list", "-o", "json")
     assert json.loads(out) == []
     code, out = _mcpctl(capsys, address, "agents", "stop", "ops")
@@ -125,7 +146,7 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
 
 
 def test_wrong_token_is_a_clear_error(jobs_cluster, capsys, monkeypatch):
-    address, _ = jobs_cluster
+    address, _, _ = jobs_cluster
     monkeypatch.setenv("MCP_RAY_TOKEN", "not-the-token")
     code, out = _mcpctl(capsys, address, "agents", "list")
     assert code == 1 and "Jobs API" in out
