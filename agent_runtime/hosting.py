@@ -152,7 +152,12 @@ class Deployment:
             )
             .remote(spec)
         )
-        await supervisor.status.remote()
+        try:
+            await supervisor.status.remote()
+        except BaseException:
+            # Otherwise its name stays taken and a corrected spec cannot be deployed.
+            ray.kill(supervisor, no_restart=True)
+            raise
         return cls(spec, supervisor)
 
     @classmethod

@@ -22,6 +22,7 @@ from agent_runtime.spec import AgentSpec, DeploymentSpec
 
 NAMESPACE = "mcp-agents"
 INFO_TIMEOUT_S = 2.0
+READY_TIMEOUT_S = 300.0  # includes each agent's setup(), e.g. training a model
 
 
 def supervisor_name(deployment: str) -> str:
@@ -34,7 +35,8 @@ class ReplicaSlot:
     index: int
     handle: Any = None
     incarnation: int = 0
-    node_id: str | None = None
+    node_id: str | None = None  # last node it answered from
+    reachable: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -73,8 +75,23 @@ class Supervisor:
             self._slots[agent.name] = [ReplicaSlot(agent, i) for i in range(agent.replicas)]
             for slot in self._slots[agent.name]:
                 self._create(slot)
-        await asyncio.gather(*(slot.handle.ready.remote() for slot in self._all_slots()))
+        await self._wait_ready(self._all_slots())
         self._watch = asyncio.ensure_future(self._watch_loop())
+
+    async def _wait_ready(self, slots: list[ReplicaSlot]) -> None:
+        calls = {asyncio.ensure_future(slot.handle.ready.remote()): slot for slot in slots}
+        done, pending = await asyncio.wait(calls, timeout=READY_TIMEOUT_S)
+        for call in done:
+            call.result()  # a failed constructor or setup: raise it to the deployer
+        if pending:
+            stuck = ", ".join(
+                f"{calls[c].replica_id} (needs {calls[c].agent.resources.ray_options()})"
+                for c in pending
+            )
+            raise TimeoutError(
+                f"not ready after {READY_TIMEOUT_S:g}s: {stuck}; is there a healthy node with "
+                "those resources free? ('ray status' shows pending demands)"
+            )
 
     def _all_slots(self) -> list[ReplicaSlot]:
         return [slot for slots in self._slots.values() for slot in slots]
@@ -102,6 +119,7 @@ class Supervisor:
             ray.remote(Replica).options(**options).remote(self._spec.name, slot.agent, slot.index)
         )
         slot.node_id = None
+        slot.reachable = False
         self._generation += 1
 
     async def _watch_loop(self) -> None:
@@ -125,11 +143,12 @@ class Supervisor:
             return_exceptions=True,
         )
         for slot, info in zip(slots, infos, strict=True):
-            if isinstance(info, BaseException):
-                slot.node_id = None  # restarting (Ray is re-placing it) or unreachable
-                continue
-            slot.info = info
-            slot.node_id = info["node_id"]
+            # No answer: Ray may be restarting it elsewhere (its node died), or its node is
+            # unreachable; only the latter shows up as a bad node to move it from.
+            slot.reachable = not isinstance(info, BaseException)
+            if slot.reachable:
+                slot.info = info
+                slot.node_id = info["node_id"]
             if slot.node_id in self._bad_nodes:
                 await self._move(slot)
 
@@ -172,6 +191,7 @@ class Supervisor:
                     "id": slot.replica_id,
                     "incarnation": slot.incarnation,
                     "node_id": slot.node_id,
+                    "reachable": slot.reachable,
                     **{k: v for k, v in slot.info.items() if k not in ("agent", "node_id")},
                 }
                 for slot in self._all_slots()

@@ -31,8 +31,9 @@ async def _wait_recovered(deployment: Deployment, victim: str, monitor) -> float
     while time.monotonic() - started < RECOVERY_LIMIT_S + 5:
         status = await deployment.status()
         nodes = {r["node_id"] for r in status["replicas"]}
+        reachable = all(r["reachable"] for r in status["replicas"])
         health = await monitor.report.remote()
-        if None not in nodes and victim not in nodes and health[victim]["status"] == "dead":
+        if reachable and victim not in nodes and health[victim]["status"] == "dead":
             return time.monotonic() - started
         await asyncio.sleep(0.25)
     raise AssertionError(f"not recovered: {status['replicas']} {health.get(victim)}")

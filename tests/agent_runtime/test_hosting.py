@@ -131,10 +131,11 @@ def test_cordoned_node_is_drained_and_refilled_after_recovery(deploy, ray_cluste
         while time.monotonic() < deadline:
             status = run(deployment.status())
             nodes = {r["node_id"] for r in status["replicas"]}
-            if victim not in nodes and None not in nodes:
+            reachable = all(r["reachable"] for r in status["replicas"])
+            if victim not in nodes and reachable:
                 break
             time.sleep(0.5)
-        assert victim not in nodes and None not in nodes, status
+        assert victim not in nodes and reachable, status
         assert status["nodes"][victim]["status"] == "cordoned"
         assert len(run(_burst(deployment.group("a"), 8))) == 8
     finally:
@@ -155,3 +156,13 @@ def test_supervisor_crash_recreates_replicas_from_checkpoints(deploy):
     ray.kill(deployment.supervisor, no_restart=False)
     result = run(asyncio.wait_for(group.call({"key": "k"}), 60))
     assert result["count"] == 4
+
+
+def test_a_failing_agent_fails_the_deployment_and_frees_its_name(ray_cluster):
+    spec = _spec("broken", replicas=1, **{"import": "tests.agent_runtime.agents:Missing"})
+    with pytest.raises(ray.exceptions.RayActorError, match="has no attribute 'Missing'"):
+        run(Deployment.start(spec))
+    deadline = time.monotonic() + 10  # ray.kill is asynchronous
+    while "broken-supervisor" in {a["name"] for a in ray.util.list_named_actors(True)}:
+        assert time.monotonic() < deadline, "supervisor name still taken"
+        time.sleep(0.2)
