@@ -19,6 +19,7 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 METADATA_KEY = "mcp-agents"
 ACTIVE = ("PENDING", "RUNNING")
 REPORT_TIMEOUT_S = 120.0
+RAY_TOKEN_FILE = "~/.ray/auth_token"
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -26,7 +27,9 @@ def _token(args: argparse.Namespace) -> str | None:
         return os.environ["MCP_RAY_TOKEN"].strip()
     path = getattr(args, "token_file", None) or os.environ.get("MCP_RAY_TOKEN_FILE")
     if not path:
-        return None
+        # Where `ray get-auth-token --generate` and a local `ray start` keep it.
+        default = Path(RAY_TOKEN_FILE).expanduser()
+        return default.read_text().strip() if default.is_file() else None
     try:
         return Path(path).expanduser().read_text().strip()
     except OSError as error:
@@ -185,6 +188,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     data = _report(args)
     if getattr(args, "name", None):
         data["deployments"] = [d for d in data["deployments"] if d["deployment"] == args.name]
+        for node in data["nodes"]:
+            node["agents"] = [a for a in node["agents"] if a.startswith(f"{args.name}/")]
     lines = [f"{'NODE':12} {'ADDRESS':15} {'STATUS':10} {'CPU%':>4} {'MEM%':>4} {'DSK%':>4} "
              f"{'GPU':10} AGENTS"]  # fmt: skip
     for node in data["nodes"]:
@@ -192,8 +197,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines += [f"    ! {reason}" for reason in node.get("reasons", [])]
         lines += [f"    - {agent}" for agent in node.get("agents", [])]
     for deployment in data["deployments"]:
-        replicas = deployment.get("replicas", [])
-        lines.append(f"deployment {deployment['deployment']}: {len(replicas)} replicas")
+        lines.append(f"deployment {deployment['deployment']}")
+        lines.append(f"    {'REPLICA':20} {'NODE':12} {'PROCESSED':>10} {'DUPLICATES':>10}")
+        for replica in deployment.get("replicas", []):
+            node = (replica["node_id"] or "-")[:12] + ("" if replica["reachable"] else " (?)")
+            lines.append(
+                f"    {replica['id']:20} {node:12} {replica.get('processed', '-'):>10} "
+                f"{replica.get('duplicates', '-'):>10}"
+            )
         lines += [f"    ! {event}" for event in deployment.get("events", [])[-5:]]
     _emit(args, data, "\n".join(lines))
     return 0

@@ -147,7 +147,7 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
         "--token-file",
         metavar="FILE",
         help="Ray auth token, sent as a bearer header (default: $MCP_RAY_TOKEN, "
-        "$MCP_RAY_TOKEN_FILE)",
+        "$MCP_RAY_TOKEN_FILE, then ~/.ray/auth_token if present)",
     )
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
 

@@ -129,6 +129,9 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
     assert agents == [f"ops/{a}" for a in ("decider.0", "decider.1", "detector.0", "detector.1",
                                            "executor.0")]  # fmt: skip
 
+    code, out = _mcpctl(capsys, address, "agents", "status", "ops")
+    assert code == 0 and "deployment ops" in out and "detector.1" in out, out
+
     # Node health reaches Prometheus through Ray's metrics agent (exported every few seconds).
     assert "ray_mcp_node_healthy" in _scrape(metrics_port, "ray_mcp_node_healthy")
 
