@@ -1,10 +1,10 @@
 """Agent runtime benchmark: prints figures side by side, no assertions on time.
 
-    .venv/bin/python bench/agents.py [--messages 3000] [--rate 200]
+    .venv/bin/python bench/agents.py [--messages 3000] [--rates 50,200]
 
 1. pipeline throughput through the runtime vs raw Ray actor calls doing the same work
    (same agent classes, same routing by host, no supervisor/dedup/checkpoints/backpressure)
-2. decision latency (detector + decider) at a fixed open-loop arrival rate
+2. decision latency (detector + decider) at fixed open-loop arrival rates
 3. model inference: one actor call per item vs many items per call, micro-batched
 4. consistent-hash keys moved when one replica is added to N
 """
@@ -103,24 +103,27 @@ async def throughput_and_latency(args) -> dict:
     print(f"  {'':38} {'runtime':>12} {'raw Ray':>12}")
     line("messages/s", results["runtime"].throughput, results["raw"].throughput, "msg/s",
          "target ratio >= 0.8")  # fmt: skip
-    loaded = {}
-    for name, pipeline in (("runtime", runtime), ("raw", raw)):
-        count = int(args.rate * args.latency_seconds)
-        loaded[name] = await drive(pipeline.process, count, concurrency=1000, rate=args.rate)
-    print(f"2. decision latency at {args.rate:g} msg/s open loop "
-          f"({int(args.rate * args.latency_seconds)} messages)")  # fmt: skip
-    for q in (50, 99):
-        line(f"p{q} ms", loaded["runtime"].percentile(q), loaded["raw"].percentile(q), "ms",
-             "target p99 < 10 ms" if q == 99 else "")  # fmt: skip
-    await deployment.stop(purge=True)
-    return {
+    figures = {
         "throughput_runtime": results["runtime"].throughput,
         "throughput_raw": results["raw"].throughput,
-        "latency_rate": args.rate,
-        "latency_p50_ms": loaded["runtime"].percentile(50),
-        "latency_p99_ms": loaded["runtime"].percentile(99),
-        "raw_latency_p99_ms": loaded["raw"].percentile(99),
     }
+    for rate in args.rates:
+        count = int(rate * args.latency_seconds)
+        loaded = {
+            name: await drive(pipeline.process, count, concurrency=1000, rate=rate)
+            for name, pipeline in (("runtime", runtime), ("raw", raw))
+        }
+        print(f"2. decision latency at {rate:g} msg/s open loop ({count} messages)")
+        for q in (50, 99):
+            line(f"p{q} ms", loaded["runtime"].percentile(q), loaded["raw"].percentile(q), "ms",
+                 "target p99 < 10 ms" if q == 99 else "")  # fmt: skip
+        figures[f"latency_{rate:g}"] = {
+            f"{name}_p{q}_ms": stats.percentile(q)
+            for name, stats in loaded.items()
+            for q in (50, 99)
+        }
+    await deployment.stop(purge=True)
+    return figures
 
 
 async def inference(args) -> dict:
@@ -182,8 +185,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rate", type=float, default=200.0, help="open-loop msg/s for latency")
-    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(rate) for rate in text.split(",")],
+        default=[50.0, 200.0],
+        help="open-loop msg/s for the latency runs (comma-separated)",
+    )
+    parser.add_argument("--latency-seconds", type=float, default=8.0)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--json", action="store_true", help="also print figures as JSON")
