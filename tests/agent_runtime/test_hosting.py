@@ -91,10 +91,6 @@ async def _count(group, n: int) -> None:
         await group.call({"key": "k"})
 
 
-async def _burst(group, n: int) -> list:
-    return await asyncio.gather(*(group.call({"key": "q"}) for _ in range(n)))
-
-
 def test_backpressure_raises_instead_of_queueing(deploy):
     spec = DeploymentSpec.model_validate(
         {
@@ -120,32 +116,42 @@ def test_backpressure_raises_instead_of_queueing(deploy):
     assert sum(isinstance(o, dict) for o in outcomes) == 2
 
 
-def test_cordoned_node_is_drained_and_refilled_after_recovery(deploy, ray_cluster):
-    deployment = deploy(_spec("drain", replicas=4))
-    status = run(deployment.status())
+def test_cordoned_node_is_drained_under_traffic_and_refilled_after_recovery(deploy):
+    deployment = deploy(_spec("drain", replicas=4, routing_key="key", checkpoint_every=10))
     monitor = ray.get_actor("mcp-health-monitor")
-    victim = next(r["node_id"] for r in status["replicas"] if r["node_id"])
-    ray.get(monitor.cordon.remote(victim, "test maintenance"))
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            status = run(deployment.status())
-            nodes = {r["node_id"] for r in status["replicas"]}
-            reachable = all(r["reachable"] for r in status["replicas"])
-            if victim not in nodes and reachable:
-                break
-            time.sleep(0.5)
-        assert victim not in nodes and reachable, status
-        assert status["nodes"][victim]["status"] == "cordoned"
-        assert len(run(_burst(deployment.group("a"), 8))) == 8
-    finally:
-        ray.get(monitor.uncordon.remote(victim))
+    status, counts = run(_cordon_under_traffic(deployment, monitor))
+    victim = status["victim"]
+    assert victim not in {r["node_id"] for r in status["replicas"]}, status
+    assert status["nodes"][victim]["status"] == "cordoned"
+    assert len(counts) == 600  # every message answered: none lost in the move
+    ray.get(monitor.uncordon.remote(victim))
     report = ray.get(monitor.report.remote(fresh=True))
     assert report[victim]["status"] == "unhealthy"  # recovering: needs recover_after samples
     deadline = time.monotonic() + 15
     while ray.get(monitor.report.remote())[victim]["status"] != "healthy":
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+async def _cordon_under_traffic(deployment: Deployment, monitor) -> tuple[dict, list]:
+    status = await deployment.status()
+    victim = next(r["node_id"] for r in status["replicas"] if r["node_id"])
+    group = deployment.group("a")
+
+    async def send(i: int):
+        await asyncio.sleep(0.01 * (i % 300))  # 3 s of traffic, spanning the move
+        return await group.call({"key": f"k{i % 20}"})
+
+    traffic = asyncio.ensure_future(asyncio.gather(*(send(i) for i in range(600))))
+    await monitor.cordon.remote(victim, "test maintenance")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        status = await deployment.status()
+        moved = victim not in {r["node_id"] for r in status["replicas"]}
+        if moved and all(r["reachable"] for r in status["replicas"]):
+            break
+        await asyncio.sleep(0.25)
+    return {**status, "victim": victim}, await asyncio.wait_for(traffic, 60)
 
 
 def test_supervisor_crash_recreates_replicas_from_checkpoints(deploy):
