@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import torch
 
-from agent_runtime.stream import RunStats
+from agent_runtime.hosting import Deployment, init_ray
+from agent_runtime.spec import DeploymentSpec
+from agent_runtime.stream import RunStats, drive
+
+
+class Pipeline(Protocol):
+    def process(self, i: int) -> Awaitable[dict[str, Any]]: ...
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -45,3 +53,28 @@ def report(title: str, stats: RunStats, extra: dict[str, Any], as_json: bool) ->
     for name, value in summary.items():
         if name != "pipeline":
             print(f"  {name:20} {value}")
+
+
+def main(
+    doc: str,
+    title: str,
+    make_spec: Callable[[int], DeploymentSpec],
+    make_pipeline: Callable[[Deployment], Pipeline],
+    summarise: Callable[[list[dict[str, Any]]], dict[str, Any]],
+) -> None:
+    """Deploy the example's agents, drive the stream through them, print the summary."""
+    args = parser(doc.splitlines()[0]).parse_args()
+    init_ray(args.address)
+
+    async def run() -> RunStats:
+        deployment = await Deployment.start(make_spec(args.replicas))
+        try:
+            pipeline = make_pipeline(deployment)
+            return await drive(
+                pipeline.process, args.messages, concurrency=args.concurrency, rate=args.rate
+            )
+        finally:
+            await deployment.stop(purge=True)
+
+    stats = asyncio.run(run())
+    report(title, stats, summarise(stats.results), args.json)

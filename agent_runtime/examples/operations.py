@@ -8,7 +8,6 @@ what it would do (dry run).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from typing import Any
@@ -17,10 +16,9 @@ import torch
 
 from agent_runtime.agent import Agent, Message
 from agent_runtime.examples import common
-from agent_runtime.hosting import Deployment, init_ray
+from agent_runtime.hosting import Deployment
 from agent_runtime.models import BatchedModel
 from agent_runtime.spec import DeploymentSpec
-from agent_runtime.stream import drive
 
 FEATURES = 8
 log = logging.getLogger("mcp.remediation")
@@ -178,32 +176,18 @@ class OperationsPipeline:
         return {**decision, "injected": message["injected"]}
 
 
-async def main_async(args: Any) -> None:
-    deployment = await Deployment.start(spec(args.replicas))
-    try:
-        pipeline = OperationsPipeline(deployment)
-        stats = await drive(
-            pipeline.process, args.messages, concurrency=args.concurrency, rate=args.rate
-        )
-    finally:
-        await deployment.stop(purge=True)
-    results = stats.results
-    injected = sum(r["injected"] for r in results)
-    caught = sum(r["injected"] and r["action"] != "none" for r in results)
-    extra = {
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
         "decisions": len(results),
         "actions": sum(r["action"] != "none" for r in results),
         "drains": sum(r["action"] == "drain_host" for r in results),
-        "injected_anomalies": injected,
-        "detected_injected": caught,
+        "injected_anomalies": sum(r["injected"] for r in results),
+        "detected_injected": sum(r["injected"] and r["action"] != "none" for r in results),
     }
-    common.report("operations", stats, extra, args.json)
 
 
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
-    init_ray(args.address)
-    asyncio.run(main_async(args))
+    common.main(__doc__, "operations", spec, OperationsPipeline, summarise)
 
 
 if __name__ == "__main__":

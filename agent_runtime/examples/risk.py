@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from typing import Any
 
 import torch
 
 from agent_runtime.agent import Agent
 from agent_runtime.examples import common
-from agent_runtime.hosting import Deployment, init_ray
+from agent_runtime.hosting import Deployment
 from agent_runtime.models import BatchedModel
 from agent_runtime.spec import DeploymentSpec
-from agent_runtime.stream import drive
 
 MODULE = "agent_runtime.examples.risk"  # not __name__: that is "__main__" under -m
 SCORERS = ("rules", "model", "velocity")
@@ -149,37 +147,23 @@ class RiskPipeline:
         for call in late:
             call.cancel()
         votes = [call.result() for call in done if call.exception() is None]
-        started = time.perf_counter()
         decision = await self.decision.call({"tx": tx["tx"], "votes": votes})
-        decision["decision_ms"] = (time.perf_counter() - started) * 1000
         return {**decision, "fraud": tx["fraud"]}
 
 
-async def main_async(args: Any) -> None:
-    deployment = await Deployment.start(spec(args.replicas))
-    try:
-        pipeline = RiskPipeline(deployment)
-        stats = await drive(
-            pipeline.process, args.messages, concurrency=args.concurrency, rate=args.rate
-        )
-    finally:
-        await deployment.stop(purge=True)
-    results = stats.results
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     declined = [r for r in results if r["verdict"] == "decline"]
-    extra = {
+    return {
         "decisions": len(results),
         "declined": len(declined),
         "review": sum(r["verdict"] == "review" for r in results),
         "fraud_in_stream": sum(r["fraud"] for r in results),
         "fraud_declined": sum(r["fraud"] for r in declined),
     }
-    common.report("risk", stats, extra, args.json)
 
 
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
-    init_ray(args.address)
-    asyncio.run(main_async(args))
+    common.main(__doc__, "risk", spec, RiskPipeline, summarise)
 
 
 if __name__ == "__main__":
