@@ -52,6 +52,12 @@ def test_keyed_messages_stick_to_one_replica_and_keep_state(deploy):
         replicas.setdefault(result["key"], set()).add(result["replica"])
     assert all(len(owners) == 1 for owners in replicas.values())
     assert max(r["count"] for r in results if r["key"] == "k0") == 10
+    # The bulk path: one call per replica involved, answers in the caller's order.
+    payloads = [{"key": f"k{i % 5}"} for i in range(20)]
+    bulk = run(group.call_many(payloads))
+    assert [r["key"] for r in bulk] == [p["key"] for p in payloads]
+    assert all(replicas[r["key"]] == {r["replica"]} for r in bulk)
+    assert max(r["count"] for r in bulk if r["key"] == "k0") == 14
 
 
 def test_redelivered_message_is_answered_once(deploy):
