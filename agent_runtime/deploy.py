@@ -83,15 +83,34 @@ async def report() -> dict[str, Any]:
     return {"nodes": list(nodes.values()), "deployments": deployments}
 
 
+def _one_shot(args: argparse.Namespace) -> int:
+    """Answer on one marked line, which `mcpctl` finds in the job's log."""
+    monitor = health.get_monitor()
+    try:
+        if args.report:
+            answer: dict[str, Any] = asyncio.run(report())
+        elif args.cordon:
+            answer = {"cordoned": ray.get(monitor.cordon.remote(args.cordon, args.reason))}
+        else:
+            answer = {"uncordoned": ray.get(monitor.uncordon.remote(args.uncordon))}
+    except ray.exceptions.RayTaskError as error:
+        answer = {"error": str(error.cause)}
+    print(REPORT_MARKER + json.dumps(answer, default=str), flush=True)
+    return 2 if "error" in answer else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent_runtime.deploy")
     parser.add_argument("--report", action="store_true", help="print cluster health as JSON")
+    parser.add_argument("--cordon", metavar="NODE", help="drain agents off this node")
+    parser.add_argument("--uncordon", metavar="NODE", help="let it take agents when healthy")
+    parser.add_argument("--reason", default="cordoned by operator")
     parser.add_argument("spec", nargs="?", help=f"agents.yaml (default: ${SPEC_ENV})")
     args = parser.parse_args(argv)
-    ray.init(namespace=NAMESPACE, log_to_driver=not args.report)
-    if args.report:
-        print(REPORT_MARKER + json.dumps(asyncio.run(report()), default=str), flush=True)
-        return 0
+    one_shot = args.report or args.cordon or args.uncordon
+    ray.init(namespace=NAMESPACE, log_to_driver=not one_shot)
+    if one_shot:
+        return _one_shot(args)
     if args.spec:
         with open(args.spec) as file:
             return asyncio.run(serve(file.read(), args.spec))

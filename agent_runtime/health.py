@@ -258,6 +258,9 @@ class HealthMonitor:
                     scheduling_strategy=strategy, namespace=NAMESPACE
                 ).remote()
         await asyncio.gather(*(self._probe(node_id) for node_id in alive))
+        for health in self._nodes.values():
+            healthy = 1.0 if health.status == HEALTHY else 0.0
+            metrics.node_healthy().set(healthy, tags={"node_id": health.node_id})
 
     async def _probe(self, node_id: str) -> None:
         health = self._nodes[node_id]
@@ -324,26 +327,32 @@ class HealthMonitor:
             target = self._rounds + (2 if fresh else 1)
             while self._rounds < target:
                 await self._round_done.wait()
-        for health in self._nodes.values():
-            healthy = 1.0 if health.status == HEALTHY else 0.0
-            metrics.node_healthy().set(healthy, tags={"node_id": health.node_id})
         return {node_id: asdict(health) for node_id, health in self._nodes.items()}
 
     async def configure(self, limits: HealthSpec) -> None:
         self._limits = limits
         self._ensure_running()
 
-    async def cordon(self, node_id: str, reason: str = "cordoned by operator") -> None:
-        self._cordoned[node_id] = reason
-        if node_id in self._nodes:
-            self._set(self._nodes[node_id], CORDONED, [reason])
+    def _resolve(self, node: str) -> str:
+        """A node id or a unique prefix of one (status shows 12 characters)."""
+        matches = [node_id for node_id in self._nodes if node_id.startswith(node)]
+        if len(matches) != 1:
+            raise ValueError(f"{node!r} matches {len(matches)} known nodes; give more of the id")
+        return matches[0]
 
-    async def uncordon(self, node_id: str) -> None:
+    async def cordon(self, node: str, reason: str = "cordoned by operator") -> str:
+        node_id = self._resolve(node)
+        self._cordoned[node_id] = reason
+        self._set(self._nodes[node_id], CORDONED, [reason])
+        return node_id
+
+    async def uncordon(self, node: str) -> str:
         # Back through the normal path: it must still pass `recover_after` samples.
+        node_id = self._resolve(node)
         self._cordoned.pop(node_id, None)
-        if node_id in self._nodes:
-            self._nodes[node_id].good_streak = 0
-            self._set(self._nodes[node_id], UNHEALTHY, ["uncordoned; recovering"])
+        self._nodes[node_id].good_streak = 0
+        self._set(self._nodes[node_id], UNHEALTHY, ["uncordoned; recovering"])
+        return node_id
 
 
 def get_monitor(limits: HealthSpec | None = None) -> Any:

@@ -37,6 +37,7 @@ class ReplicaSlot:
     incarnation: int = 0
     node_id: str | None = None  # last node it answered from
     reachable: bool = False
+    stranded: bool = False  # on a drained node with no healthy node to move to
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -150,7 +151,18 @@ class Supervisor:
                 slot.info = info
                 slot.node_id = info["node_id"]
             if slot.node_id in self._bad_nodes:
-                await self._move(slot)
+                await self._move_if_possible(slot)
+
+    async def _move_if_possible(self, slot: ReplicaSlot) -> None:
+        # Evicting with nowhere to go would turn a degraded replica into a missing one
+        # (its label selector would keep it pending even after the node recovers).
+        if not any(node["status"] == health.HEALTHY for node in self._report.values()):
+            if not slot.stranded:
+                self._log(f"{slot.replica_id}: no healthy node to move to; staying put")
+            slot.stranded = True
+            return
+        slot.stranded = False
+        await self._move(slot)
 
     async def _move(self, slot: ReplicaSlot) -> None:
         node = self._report.get(slot.node_id, {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -147,26 +148,44 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> dict[str, Any]:
+def _one_shot_job(args: argparse.Namespace, *options: str) -> dict[str, Any]:
+    """Run `python -m agent_runtime.deploy OPTIONS` as a job and return its JSON answer."""
     from agent_runtime.deploy import REPORT_MARKER
 
     client = _client(args)
     submission_id = client.submit_job(
-        entrypoint="python -m agent_runtime.deploy --report",
-        submission_id=f"mcp-status-{int(time.time() * 1000)}",
+        entrypoint=shlex.join(["python", "-m", "agent_runtime.deploy", *options]),
+        submission_id=f"mcp-admin-{int(time.time() * 1000)}",
     )
     deadline = time.monotonic() + REPORT_TIMEOUT_S
     while client.get_job_status(submission_id) in ACTIVE:
         if time.monotonic() > deadline:
             client.stop_job(submission_id)
-            raise McpError(f"status job {submission_id} did not finish")
+            raise McpError(f"job {submission_id} did not finish")
         time.sleep(0.3)
     logs = client.get_job_logs(submission_id)
-    client.delete_job(submission_id)  # status jobs are not worth keeping in the job list
+    client.delete_job(submission_id)  # one-shot jobs are not worth keeping in the job list
     for line in logs.splitlines():
         if line.startswith(REPORT_MARKER):
-            return json.loads(line[len(REPORT_MARKER) :])
-    raise McpError(f"status job {submission_id} failed:\n{logs[-2000:]}")
+            answer = json.loads(line[len(REPORT_MARKER) :])
+            if "error" in answer:
+                raise UsageError(answer["error"])
+            return answer
+    raise McpError(f"job {submission_id} failed:\n{logs[-2000:]}")
+
+
+def cmd_cordon(args: argparse.Namespace) -> int:
+    answer = _one_shot_job(args, "--cordon", args.node, "--reason", args.reason)
+    node = answer["cordoned"]
+    _emit(args, answer, f"cordoned {node}: its agents move to healthy nodes")
+    return 0
+
+
+def cmd_uncordon(args: argparse.Namespace) -> int:
+    answer = _one_shot_job(args, "--uncordon", args.node)
+    node = answer["uncordoned"]
+    _emit(args, answer, f"uncordoned {node}: takes agents again after passing health checks")
+    return 0
 
 
 def _node_line(node: dict[str, Any]) -> str:
@@ -185,7 +204,7 @@ def _node_line(node: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    data = _report(args)
+    data = _one_shot_job(args, "--report")
     if getattr(args, "name", None):
         data["deployments"] = [d for d in data["deployments"] if d["deployment"] == args.name]
         for node in data["nodes"]:

@@ -192,6 +192,20 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
     logs = _command(asub, "logs", "mcpctl.agents_cmds:cmd_logs", "a deployment's driver log")
     logs.add_argument("name")
     _cluster_options(logs)
+    cordon = _command(
+        asub, "cordon", "mcpctl.agents_cmds:cmd_cordon", "drain agents off a node (maintenance)"
+    )
+    cordon.add_argument("node", help="node id, or a unique prefix as 'mcpctl status' shows")
+    cordon.add_argument("--reason", default="cordoned by operator")
+    _cluster_options(cordon)
+    uncordon = _command(
+        asub,
+        "uncordon",
+        "mcpctl.agents_cmds:cmd_uncordon",
+        "let a node take agents again once it passes its health checks",
+    )
+    uncordon.add_argument("node")
+    _cluster_options(uncordon)
 
     cluster_status = _command(
         sub,

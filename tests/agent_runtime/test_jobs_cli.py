@@ -132,6 +132,19 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
     code, out = _mcpctl(capsys, address, "agents", "status", "ops")
     assert code == 0 and "deployment ops" in out and "detector.1" in out, out
 
+    node = report["nodes"][0]["node_id"][:12]
+    code, out = _mcpctl(capsys, address, "agents", "cordon", "0000nosuchnode")
+    assert code == 2 and "matches 0 known nodes" in out, out
+    code, out = _mcpctl(capsys, address, "agents", "cordon", node, "--reason", "disk swap")
+    assert code == 0 and "cordoned" in out, out
+    code, out = _mcpctl(capsys, address, "status", "-o", "json")
+    cordoned = json.loads(out)["nodes"][0]
+    assert (cordoned["status"], cordoned["reasons"]) == ("cordoned", ["disk swap"])
+    # The only node: nowhere to move to, so the agents stay rather than go pending.
+    assert len(cordoned["agents"]) == 5
+    code, out = _mcpctl(capsys, address, "agents", "uncordon", node)
+    assert code == 0 and "uncordoned" in out, out
+
     # Node health reaches Prometheus through Ray's metrics agent (exported every few seconds).
     assert "ray_mcp_node_healthy" in _scrape(metrics_port, "ray_mcp_node_healthy")
 
