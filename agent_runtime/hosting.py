@@ -61,10 +61,20 @@ class AgentGroup:
         self._generation = generation
 
     def key_of(self, payload: Any) -> str | None:
+        """The routing key; a payload without the field is an error, not silently unkeyed,
+        since that would scatter a key's state across replicas."""
         field = self.spec.routing_key
         if field is None:
             return None
-        value = payload.get(field) if isinstance(payload, Mapping) else getattr(payload, field)
+        missing = object()
+        if isinstance(payload, Mapping):
+            value = payload.get(field, missing)
+        else:
+            value = getattr(payload, field, missing)
+        if value is missing:
+            raise ValueError(
+                f"agent {self.spec.name!r} routes by {field!r} but the payload has no such field"
+            )
         return None if value is None else str(value)
 
     def new_id(self) -> str:

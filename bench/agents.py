@@ -21,7 +21,7 @@ import zlib
 
 import ray
 
-from agent_runtime.agent import Message, load_agent_class
+from agent_runtime.agent import AgentContext, Message, load_agent_class
 from agent_runtime.examples import operations
 from agent_runtime.hosting import Deployment
 from agent_runtime.routing import HashRing
@@ -34,7 +34,8 @@ class RawAgent:
     """The same agent in a bare actor: what the runtime is compared against."""
 
     def __init__(self, spec: AgentSpec) -> None:
-        self.agent = load_agent_class(spec.import_path)(dict(spec.config), None)
+        context = AgentContext("raw", spec.name, 0, ray.get_runtime_context().get_node_id())
+        self.agent = load_agent_class(spec.import_path)(dict(spec.config), context)
         self.ready = None
 
     async def handle(self, message: Message):

@@ -58,6 +58,8 @@ def test_keyed_messages_stick_to_one_replica_and_keep_state(deploy):
     assert [r["key"] for r in bulk] == [p["key"] for p in payloads]
     assert all(replicas[r["key"]] == {r["replica"]} for r in bulk)
     assert max(r["count"] for r in bulk if r["key"] == "k0") == 14
+    with pytest.raises(ValueError, match="routes by 'key' but the payload has no such field"):
+        run(group.call({"other": 1}))
 
 
 def test_redelivered_message_is_answered_once(deploy):
