@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -43,7 +42,6 @@ class AgentGroup:
         self._supervisor = supervisor
         self._router = Router(spec.max_in_flight, block=block, timeout_s=timeout_s)
         self._handles: dict[str, Any] = {}
-        self._generation = -1
         self._refreshing: asyncio.Task | None = None
         self._ids = itertools.count()
         self._prefix = f"{uuid.uuid4().hex[:12]}-"
@@ -55,10 +53,9 @@ class AgentGroup:
         await self._refreshing
 
     async def _fetch(self) -> None:
-        generation, replicas = await self._supervisor.replicas.remote(self.spec.name)
+        replicas = await self._supervisor.replicas.remote(self.spec.name)
         self._handles = {replica_id: handle for replica_id, handle, _ in replicas}
         self._router.set_replicas({replica_id: weight for replica_id, _, weight in replicas})
-        self._generation = generation
 
     def key_of(self, payload: Any) -> str | None:
         """The routing key; a payload without the field is an error, not silently unkeyed,
@@ -97,7 +94,7 @@ class AgentGroup:
         model's per-item cost, so this is the fast path when the caller has items in hand.
         Each per-replica call holds one in-flight slot.
         """
-        if self._generation < 0:
+        if not self._handles:
             await self.refresh()
         messages = [Message(self.new_id(), p, self.key_of(p)) for p in payloads]
         by_owner: dict[str | None, list[int]] = {}
@@ -118,7 +115,7 @@ class AgentGroup:
         return results
 
     async def _deliver(self, key: str | None, method: str, argument: Any) -> Any:
-        if self._generation < 0:
+        if not self._handles:
             await self.refresh()
         deadline = time.monotonic() + REDELIVERY_DEADLINE_S
         delay = 0.05
@@ -189,11 +186,3 @@ class Deployment:
         stopped = await self.supervisor.stop.remote(purge)
         ray.kill(self.supervisor, no_restart=True)
         return stopped
-
-
-def init_ray(address: str | None = None, **kwargs: Any) -> None:
-    """Connect to $MCP_RAY_CLUSTER / $RAY_ADDRESS, or start a local Ray for examples."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("MCP_RAY_CLUSTER") or os.environ.get("RAY_ADDRESS")
-    ray.init(address=address, namespace=NAMESPACE, log_to_driver=True, **kwargs)

@@ -50,7 +50,6 @@ class Supervisor:
     def __init__(self, spec: DeploymentSpec) -> None:
         self._spec = spec
         self._slots: dict[str, list[ReplicaSlot]] = {}
-        self._generation = 0
         self._bad_nodes: set[str] = set()
         self._report: dict[str, dict[str, Any]] = {}
         self._events: list[str] = []
@@ -121,7 +120,6 @@ class Supervisor:
         )
         slot.node_id = None
         slot.reachable = False
-        self._generation += 1
 
     async def _watch_loop(self) -> None:
         while True:
@@ -183,11 +181,10 @@ class Supervisor:
         print(line, flush=True)
         self._events = [*self._events[-99:], line]
 
-    async def replicas(self, agent: str) -> tuple[int, list[tuple[str, Any, float]]]:
-        """(generation, [(replica id, handle, weight)]); the generation changes on re-creation."""
+    async def replicas(self, agent: str) -> list[tuple[str, Any, float]]:
+        """[(replica id, handle, weight)]: the current actors, after any re-creation."""
         await self._ensure_started()
-        slots = self._slots[agent]
-        return self._generation, [(s.replica_id, s.handle, s.agent.weight) for s in slots]
+        return [(s.replica_id, s.handle, s.agent.weight) for s in self._slots[agent]]
 
     async def spec(self) -> DeploymentSpec:
         return self._spec
@@ -197,7 +194,6 @@ class Supervisor:
         await self._check()
         return {
             "deployment": self._spec.name,
-            "generation": self._generation,
             "replicas": [
                 {
                     "id": slot.replica_id,

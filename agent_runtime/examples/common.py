@@ -9,11 +9,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import ray
 import torch
 
-from agent_runtime.hosting import Deployment, init_ray
+from agent_runtime.hosting import Deployment
 from agent_runtime.spec import DeploymentSpec
 from agent_runtime.stream import RunStats, drive
+from agent_runtime.supervisor import NAMESPACE
 
 
 class Pipeline(Protocol):
@@ -64,7 +66,8 @@ def main(
 ) -> None:
     """Deploy the example's agents, drive the stream through them, print the summary."""
     args = parser(doc.splitlines()[0]).parse_args()
-    init_ray(args.address)
+    # No address: $RAY_ADDRESS if set, else a local Ray just for this run.
+    ray.init(address=args.address, namespace=NAMESPACE)
 
     async def run() -> RunStats:
         deployment = await Deployment.start(make_spec(args.replicas))

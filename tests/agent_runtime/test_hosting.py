@@ -86,7 +86,7 @@ def test_restarted_replica_resumes_from_checkpoint(deploy):
     deployment = deploy(_spec("resume", replicas=1, checkpoint_every=1))
     group = deployment.group("a")
     run(asyncio.wait_for(_count(group, 5), 30))
-    _, replicas = ray.get(deployment.supervisor.replicas.remote("a"))
+    replicas = ray.get(deployment.supervisor.replicas.remote("a"))
     # Kill the process but allow Ray to restart it (what a crash looks like).
     ray.kill(replicas[0][1], no_restart=False)
     result = run(asyncio.wait_for(group.call({"key": "k"}), 30))
