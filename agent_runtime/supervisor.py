@@ -37,7 +37,6 @@ class ReplicaSlot:
     incarnation: int = 0
     node_id: str | None = None  # last node it answered from
     reachable: bool = False
-    stranded: bool = False  # on a drained node with no healthy node to move to
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -51,6 +50,7 @@ class Supervisor:
         self._spec = spec
         self._slots: dict[str, list[ReplicaSlot]] = {}
         self._bad_nodes: set[str] = set()
+        self._degraded = False
         self._report: dict[str, dict[str, Any]] = {}
         self._events: list[str] = []
         self._monitor: Any = None
@@ -69,8 +69,7 @@ class Supervisor:
     async def _start(self) -> None:
         self._monitor = health.get_monitor(self._spec.health)
         await self._monitor.configure.remote(self._spec.health)
-        self._report = await self._monitor.report.remote()
-        self._bad_nodes = self._drain_set(self._report)
+        self._update_health(await self._monitor.report.remote())
         for agent in self._spec.agents:
             self._slots[agent.name] = [ReplicaSlot(agent, i) for i in range(agent.replicas)]
             for slot in self._slots[agent.name]:
@@ -96,13 +95,24 @@ class Supervisor:
     def _all_slots(self) -> list[ReplicaSlot]:
         return [slot for slots in self._slots.values() for slot in slots]
 
-    @staticmethod
-    def _drain_set(report: dict[str, dict[str, Any]]) -> set[str]:
-        return {
+    def _update_health(self, report: dict[str, dict[str, Any]]) -> None:
+        """Decide which nodes to keep replicas off.
+
+        With no healthy node left, draining would turn degraded replicas into missing ones
+        (and a label selector excluding every node keeps new ones pending even after the
+        nodes recover), so then nothing is drained until a node is healthy again.
+        """
+        self._report = report
+        bad = {
             node_id
             for node_id, node in report.items()
             if node["status"] in (health.UNHEALTHY, health.CORDONED)
         }
+        any_healthy = any(node["status"] == health.HEALTHY for node in report.values())
+        if bad and not any_healthy and not self._degraded:
+            self._log("no healthy node: replicas stay where they are until one recovers")
+        self._degraded = bool(bad) and not any_healthy
+        self._bad_nodes = bad if any_healthy else set()
 
     def _create(self, slot: ReplicaSlot) -> None:
         options: dict[str, Any] = {
@@ -134,8 +144,7 @@ class Supervisor:
             await self._check_unlocked()
 
     async def _check_unlocked(self) -> None:
-        self._report = await self._monitor.report.remote()
-        self._bad_nodes = self._drain_set(self._report)
+        self._update_health(await self._monitor.report.remote())
         slots = self._all_slots()
         infos = await asyncio.gather(
             *(asyncio.wait_for(slot.handle.info.remote(), INFO_TIMEOUT_S) for slot in slots),
@@ -149,18 +158,7 @@ class Supervisor:
                 slot.info = info
                 slot.node_id = info["node_id"]
             if slot.node_id in self._bad_nodes:
-                await self._move_if_possible(slot)
-
-    async def _move_if_possible(self, slot: ReplicaSlot) -> None:
-        # Evicting with nowhere to go would turn a degraded replica into a missing one
-        # (its label selector would keep it pending even after the node recovers).
-        if not any(node["status"] == health.HEALTHY for node in self._report.values()):
-            if not slot.stranded:
-                self._log(f"{slot.replica_id}: no healthy node to move to; staying put")
-            slot.stranded = True
-            return
-        slot.stranded = False
-        await self._move(slot)
+                await self._move(slot)
 
     async def _move(self, slot: ReplicaSlot) -> None:
         node = self._report.get(slot.node_id, {})
