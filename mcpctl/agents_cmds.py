@@ -71,13 +71,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from agent_runtime.spec import load_spec
 
     spec = load_spec(args.spec)  # validate here: exit 2 before anything is submitted
+    from agent_runtime.deploy import SPEC_ENV  # imports ray: only once the spec is valid
+
     client = _client(args)
     if any(job.status in ACTIVE for job in _deployment_jobs(client, spec.name)):
         raise UsageError(f"deployment {spec.name!r} is already running; stop it first")
     submission_id = client.submit_job(
         entrypoint="python -m agent_runtime.deploy",
         submission_id=f"mcp-agents-{spec.name}-{int(time.time())}",
-        runtime_env={"env_vars": {"MCP_AGENTS_SPEC": Path(args.spec).read_text()}},
+        runtime_env={"env_vars": {SPEC_ENV: Path(args.spec).read_text()}},
         metadata={METADATA_KEY: spec.name},
     )
     if args.wait:
