@@ -53,7 +53,8 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
         "mcpctl.spec_cmds:cmd_init",
         "write a commented starter cluster spec",
         "Write a commented starter cluster spec from flags.\n\n"
-        "example:\n  mcpctl init --name lab --head 10.0.0.1 --workers '10.0.0.[2:9]' -o cluster.yaml",
+        "example:\n"
+        "  mcpctl init --name lab --head 10.0.0.1 --workers '10.0.0.[2:9]' -o cluster.yaml",
     )
     init.add_argument("--name", default="mcp", help="cluster name (default: mcp)")
     init.add_argument("--head", required=True, metavar="ADDRESS", help="head node address")
