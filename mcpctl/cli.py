@@ -138,6 +138,85 @@ def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address",
+        metavar="URL",
+        help="Ray dashboard / Jobs API (default: $MCP_RAY_ADDRESS or http://127.0.0.1:8265)",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="Ray auth token, sent as a bearer header (default: $MCP_RAY_TOKEN, "
+        "$MCP_RAY_TOKEN_FILE, then ~/.ray/auth_token if present)",
+    )
+    parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+
+def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
+    agents = sub.add_parser(
+        "agents",
+        help="deploy and operate agents on the Ray cluster",
+        description="Deploy agents.yaml files as Ray jobs and operate them. "
+        "See agent_runtime/README.md for the file format.",
+    )
+    asub = agents.add_subparsers(dest="agents_command", metavar="COMMAND", required=True)
+    deploy = _command(
+        asub,
+        "deploy",
+        "mcpctl.agents_cmds:cmd_deploy",
+        "validate an agents.yaml and start it as a Ray job",
+        "Validate an agents.yaml (exit 2 with file:line on errors) and submit it through the "
+        "Jobs API;\nthe job's driver owns the agents until 'mcpctl agents stop NAME'.",
+    )
+    deploy.add_argument("spec", metavar="AGENTS_YAML")
+    deploy.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="wait until every replica is up (0: return after submitting; default 120)",
+    )
+    _cluster_options(deploy)
+    listing = _command(asub, "list", "mcpctl.agents_cmds:cmd_list", "list deployments")
+    listing.add_argument("--all", action="store_true", help="include stopped and failed ones")
+    _cluster_options(listing)
+    status = _command(
+        asub, "status", "mcpctl.agents_cmds:cmd_status", "replicas, nodes and node health"
+    )
+    status.add_argument("name", nargs="?", help="only this deployment")
+    _cluster_options(status)
+    stop = _command(asub, "stop", "mcpctl.agents_cmds:cmd_stop", "checkpoint and stop a deployment")
+    stop.add_argument("name")
+    stop.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    _cluster_options(stop)
+    logs = _command(asub, "logs", "mcpctl.agents_cmds:cmd_logs", "a deployment's driver log")
+    logs.add_argument("name")
+    _cluster_options(logs)
+    cordon = _command(
+        asub, "cordon", "mcpctl.agents_cmds:cmd_cordon", "drain agents off a node (maintenance)"
+    )
+    cordon.add_argument("node", help="node id, or a unique prefix as 'mcpctl status' shows")
+    cordon.add_argument("--reason", default="cordoned by operator")
+    _cluster_options(cordon)
+    uncordon = _command(
+        asub,
+        "uncordon",
+        "mcpctl.agents_cmds:cmd_uncordon",
+        "let a node take agents again once it passes its health checks",
+    )
+    uncordon.add_argument("node")
+    _cluster_options(uncordon)
+
+    cluster_status = _command(
+        sub,
+        "status",
+        "mcpctl.agents_cmds:cmd_status",
+        "nodes with their health and the agents on each",
+    )
+    _cluster_options(cluster_status)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcpctl",
@@ -148,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_spec_commands(sub)
     _add_sandbox_commands(sub)
+    _add_agent_commands(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Example pipelines: `python -m agent_runtime.examples.operations` and `...examples.risk`."""

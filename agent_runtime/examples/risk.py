@@ -1,0 +1,170 @@
+"""Risk pipeline: transaction stream -> N parallel risk scorers -> quorum vote -> decision.
+
+Three independent scorers look at every transaction (a rule set, a small MLP trained at
+start-up on synthetic labelled data, and a per-account velocity check routed by account).
+The decision agent needs `quorum` votes to decide alone: a majority of "fraud" votes
+declines, otherwise approves; with fewer votes in time it sends the transaction to review.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import torch
+
+from agent_runtime.agent import Agent
+from agent_runtime.examples import common
+from agent_runtime.hosting import Deployment
+from agent_runtime.models import BatchedModel
+from agent_runtime.spec import DeploymentSpec
+
+MODULE = "agent_runtime.examples.risk"  # not __name__: that is "__main__" under -m
+SCORERS = ("rules", "model", "velocity")
+
+
+def transaction(i: int, accounts: int = 500, fraud_rate: float = 0.03) -> dict[str, Any]:
+    rng = random.Random(7_000_003 * i + 11)
+    fraud = rng.random() < fraud_rate
+    amount = rng.lognormvariate(7.5 if fraud else 3.5, 0.6)
+    return {
+        "tx": i,
+        "account": f"acct-{rng.randrange(accounts)}",
+        "amount": round(amount, 2),
+        "foreign": rng.random() < (0.7 if fraud else 0.05),
+        "night": rng.random() < (0.6 if fraud else 0.1),
+        "new_device": rng.random() < (0.8 if fraud else 0.05),
+        "fraud": fraud,
+    }
+
+
+def features(tx: dict[str, Any]) -> list[float]:
+    return [
+        min(tx["amount"], 20_000) / 2_000,
+        float(tx["foreign"]),
+        float(tx["night"]),
+        float(tx["new_device"]),
+    ]
+
+
+class RuleScorer(Agent):
+    async def decide(self, tx: dict[str, Any]) -> dict[str, Any]:
+        hits = (tx["amount"] > 1_000) + tx["foreign"] + tx["new_device"]
+        return {"scorer": "rules", "fraud": hits >= 2, "score": hits / 3}
+
+
+class ModelScorer(Agent):
+    async def setup(self) -> None:
+        torch.manual_seed(0)
+        data = [transaction(-i - 1, fraud_rate=0.3) for i in range(4096)]
+        inputs = torch.tensor([features(tx) for tx in data])
+        labels = torch.tensor([int(tx["fraud"]) for tx in data])
+        module = torch.nn.Sequential(
+            torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)
+        )
+        common.train(module, inputs, labels, steps=300)
+        self.model = BatchedModel(
+            module, max_batch_size=256, max_wait_ms=self.config.get("max_wait_ms", 1.0),
+            name="risk-mlp",
+        )  # fmt: skip
+
+    async def decide(self, tx: dict[str, Any]) -> dict[str, Any]:
+        logits = await self.model.infer(torch.tensor(features(tx)))
+        probability = float(torch.softmax(logits, dim=0)[1])
+        return {"scorer": "model", "fraud": probability > 0.5, "score": probability}
+
+
+class VelocityScorer(Agent):
+    """Stateful per account (routed by account): many large transactions in a row is fraud."""
+
+    async def decide(self, tx: dict[str, Any]) -> dict[str, Any]:
+        recent = self.state.setdefault(tx["account"], [])
+        recent.append(tx["amount"])
+        del recent[:-5]
+        large = sum(amount > 500 for amount in recent)
+        return {
+            "scorer": "velocity",
+            "fraud": large >= 2 and tx["amount"] > 500,
+            "score": large / 5,
+        }
+
+
+class QuorumDecision(Agent):
+    async def decide(self, ballot: dict[str, Any]) -> dict[str, Any]:
+        votes = ballot["votes"]
+        quorum = self.config.get("quorum", 2)
+        fraud_votes = sum(vote["fraud"] for vote in votes)
+        if len(votes) < quorum:
+            verdict = "review"
+        elif fraud_votes * 2 > len(votes):
+            verdict = "decline"
+        else:
+            verdict = "approve"
+        return {
+            "tx": ballot["tx"],
+            "verdict": verdict,
+            "votes": len(votes),
+            "fraud_votes": fraud_votes,
+        }
+
+    def update(self, observation: Any, decision: dict[str, Any], result: Any) -> None:
+        counts = self.state.setdefault("verdicts", {})
+        counts[decision["verdict"]] = counts.get(decision["verdict"], 0) + 1
+
+
+def _agent(name: str, cls: str, replicas: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "import": f"{MODULE}:{cls}",
+        "replicas": replicas,
+        "resources": {"num_cpus": 0.2},
+        **extra,
+    }
+
+
+def spec(replicas: int = 2, name: str = "risk") -> DeploymentSpec:
+    agents = [
+        _agent("rules", "RuleScorer", replicas),
+        _agent("model", "ModelScorer", replicas),
+        _agent("velocity", "VelocityScorer", replicas, routing_key="account"),
+        _agent("decision", "QuorumDecision", 1, config={"quorum": 2}),
+    ]
+    return DeploymentSpec.model_validate({"name": name, "agents": agents})
+
+
+class RiskPipeline:
+    def __init__(self, deployment: Deployment, vote_timeout_s: float = 1.0) -> None:
+        self.scorers = [deployment.group(name) for name in SCORERS]
+        self.decision = deployment.group("decision")
+        self.vote_timeout_s = vote_timeout_s
+
+    async def process(self, i: int) -> dict[str, Any]:
+        tx = transaction(i)
+        calls = [asyncio.ensure_future(scorer.call(tx)) for scorer in self.scorers]
+        # Votes that miss the deadline do not count; the quorum rule decides what that means.
+        done, late = await asyncio.wait(calls, timeout=self.vote_timeout_s)
+        for call in late:
+            call.cancel()
+        votes = [call.result() for call in done if call.exception() is None]
+        decision = await self.decision.call({"tx": tx["tx"], "votes": votes})
+        return {**decision, "fraud": tx["fraud"]}
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    declined = [r for r in results if r["verdict"] == "decline"]
+    return {
+        "decisions": len(results),
+        "declined": len(declined),
+        "review": sum(r["verdict"] == "review" for r in results),
+        "fraud_in_stream": sum(r["fraud"] for r in results),
+        "fraud_declined": sum(r["fraud"] for r in declined),
+    }
+
+
+def main() -> None:
+    common.main(__doc__, "risk", spec, RiskPipeline, summarise)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""agents.yaml: which agents to run, how many, with what resources and routing.
+
+Errors name the file and the line of the offending value: the YAML is composed into nodes
+first so each value's position survives into pydantic's error locations.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mcpctl.errors import UsageError
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,40}$"
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_UNITS.update({"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40})
+
+
+class SpecError(UsageError):
+    """A bad agents.yaml; the message carries file:line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Resources(_Strict):
+    num_cpus: float = Field(default=1.0, ge=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    memory: int | None = Field(default=None, description="bytes; '512Mi', '2G' accepted")
+
+    @field_validator("num_gpus")
+    @classmethod
+    def _gpu_share(cls, value: float) -> float:
+        # Ray accepts a fraction of one GPU or whole GPUs, not 1.5.
+        if value > 1 and value != int(value):
+            raise ValueError("num_gpus above 1 must be a whole number")
+        return value
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _parse_memory(cls, value: Any) -> Any:
+        if value is None or isinstance(value, int):
+            return value
+        match = _MEMORY.match(str(value).strip())
+        if not match:
+            raise ValueError(f"memory {value!r}: use bytes or a size like 512Mi, 2Gi, 1G")
+        return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+
+    def ray_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.memory:
+            options["memory"] = self.memory
+        return options
+
+
+class AgentSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    import_path: str = Field(alias="import", pattern=r"^[\w.]+:\w+$")
+    replicas: int = Field(default=1, ge=1, le=1024)
+    resources: Resources = Field(default_factory=Resources)
+    routing_key: str | None = Field(
+        default=None, description="payload field whose value picks the replica (sticky state)"
+    )
+    weight: float = Field(default=1.0, gt=0, description="share of unkeyed work per replica")
+    max_in_flight: int = Field(default=64, ge=1, le=5000)
+    max_concurrency: int = Field(default=256, ge=1)
+    checkpoint_every: int = Field(default=100, ge=1, description="messages between checkpoints")
+    dedup_window: int = Field(default=4096, ge=0, description="recent message ids remembered")
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class HealthSpec(_Strict):
+    interval_s: float = Field(default=1.0, gt=0)
+    probe_timeout_s: float = Field(default=3.0, gt=0)
+    recover_after: int = Field(default=3, ge=1, description="good samples before un-draining")
+    cpu_percent: float = Field(default=100.0, gt=0)
+    memory_percent: float = Field(default=95.0, gt=0)
+    disk_percent: float = Field(default=95.0, gt=0)
+    load_per_cpu: float = Field(default=8.0, gt=0)
+    gpu_temperature_c: float = Field(default=85.0, gt=0)
+    gpu_memory_percent: float = Field(default=100.0, gt=0)
+    gpu_ecc_errors: int = Field(default=0, ge=0, description="uncorrected ECC errors tolerated")
+    gpu_xid_errors: int = Field(default=0, ge=0, description="critical XID events tolerated")
+
+
+class DeploymentSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    agents: list[AgentSpec] = Field(min_length=1)
+    health: HealthSpec = Field(default_factory=HealthSpec)
+
+    @field_validator("agents")
+    @classmethod
+    def _unique_names(cls, agents: list[AgentSpec]) -> list[AgentSpec]:
+        names = [agent.name for agent in agents]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"agent names must be unique; repeated: {', '.join(duplicates)}")
+        return agents
+
+    def agent(self, name: str) -> AgentSpec:
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise KeyError(name)
+
+
+def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node))
+            result[key] = _to_python(value_node, (*path, key), lines)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _line_of(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
+    # Missing fields have no line of their own: report their parent mapping's.
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def parse_spec(text: str, source: str = "<string>") -> DeploymentSpec:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise SpecError(f"{source}:{line}: invalid YAML: {error}") from None
+    if root is None:
+        raise SpecError(f"{source}:1: empty file; expected 'name:' and 'agents:'")
+    lines: dict[tuple[Any, ...], int] = {}
+    data = _to_python(root, (), lines)
+    try:
+        return DeploymentSpec.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            problems.append(f"{source}:{_line_of(item['loc'], lines)}: {field}: {item['msg']}")
+        raise SpecError("\n".join(problems)) from None
+
+
+def load_spec(path: str | Path) -> DeploymentSpec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read: {error.strerror}") from None
+    return parse_spec(text, str(path))

@@ -1,0 +1,222 @@
+"""The supervisor actor: owns a deployment's replicas and keeps them on healthy nodes.
+
+Division of labour with Ray: Ray restarts a replica whose process or node died and re-sends
+its in-flight calls (max_restarts / max_task_retries); the supervisor handles what Ray cannot
+see, a node that is alive but unhealthy or cordoned. It checkpoints the replicas there, kills
+them and creates them again with a label selector that excludes every bad node. The selector
+is fixed at creation, so later Ray restarts of that replica avoid those nodes too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from agent_runtime import checkpoint, health, placement
+from agent_runtime.replica import Replica
+from agent_runtime.spec import AgentSpec, DeploymentSpec
+
+NAMESPACE = "mcp-agents"
+INFO_TIMEOUT_S = 2.0
+READY_TIMEOUT_S = 300.0  # includes each agent's setup(), e.g. training a model
+
+
+def supervisor_name(deployment: str) -> str:
+    return f"{deployment}-supervisor"
+
+
+@dataclass
+class ReplicaSlot:
+    agent: AgentSpec
+    index: int
+    handle: Any = None
+    incarnation: int = 0
+    node_id: str | None = None  # last node it answered from
+    reachable: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def replica_id(self) -> str:
+        # Stable across re-creation so a key keeps mapping to the same replica (and state).
+        return f"{self.agent.name}.{self.index}"
+
+
+class Supervisor:
+    def __init__(self, spec: DeploymentSpec) -> None:
+        self._spec = spec
+        self._slots: dict[str, list[ReplicaSlot]] = {}
+        self._bad_nodes: set[str] = set()
+        self._degraded = False
+        self._report: dict[str, dict[str, Any]] = {}
+        self._events: list[str] = []
+        self._monitor: Any = None
+        self._started: asyncio.Task | None = None
+        self._watch: asyncio.Task | None = None
+        # status() and the watch loop both check; one at a time so a replica moves once.
+        self._checking = asyncio.Lock()
+
+    async def _ensure_started(self) -> None:
+        # Also the recovery path: if Ray restarts this actor, its replicas died with it and
+        # the first call re-creates them (they resume from their checkpoints).
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start())
+        await self._started
+
+    async def _start(self) -> None:
+        self._monitor = health.get_monitor(self._spec.health)
+        await self._monitor.configure.remote(self._spec.health)
+        self._update_health(await self._monitor.report.remote())
+        for agent in self._spec.agents:
+            self._slots[agent.name] = [ReplicaSlot(agent, i) for i in range(agent.replicas)]
+            for slot in self._slots[agent.name]:
+                self._create(slot)
+        await self._wait_ready(self._all_slots())
+        self._watch = asyncio.ensure_future(self._watch_loop())
+
+    async def _wait_ready(self, slots: list[ReplicaSlot]) -> None:
+        calls = {asyncio.ensure_future(slot.handle.ready.remote()): slot for slot in slots}
+        done, pending = await asyncio.wait(calls, timeout=READY_TIMEOUT_S)
+        for call in done:
+            call.result()  # a failed constructor or setup: raise it to the deployer
+        if pending:
+            stuck = ", ".join(
+                f"{calls[c].replica_id} (needs {calls[c].agent.resources.ray_options()})"
+                for c in pending
+            )
+            raise TimeoutError(
+                f"not ready after {READY_TIMEOUT_S:g}s: {stuck}; is there a healthy node with "
+                "those resources free? ('ray status' shows pending demands)"
+            )
+
+    def _all_slots(self) -> list[ReplicaSlot]:
+        return [slot for slots in self._slots.values() for slot in slots]
+
+    def _update_health(self, report: dict[str, dict[str, Any]]) -> None:
+        """Decide which nodes to keep replicas off.
+
+        With no healthy node left, draining would turn degraded replicas into missing ones
+        (and a label selector excluding every node keeps new ones pending even after the
+        nodes recover), so then nothing is drained until a node is healthy again.
+        """
+        self._report = report
+        bad = {
+            node_id
+            for node_id, node in report.items()
+            if node["status"] in (health.UNHEALTHY, health.CORDONED)
+        }
+        any_healthy = any(node["status"] == health.HEALTHY for node in report.values())
+        if bad and not any_healthy and not self._degraded:
+            self._log("no healthy node: replicas stay where they are until one recovers")
+        self._degraded = bool(bad) and not any_healthy
+        self._bad_nodes = bad if any_healthy else set()
+
+    def _create(self, slot: ReplicaSlot) -> None:
+        options: dict[str, Any] = {
+            **slot.agent.resources.ray_options(),
+            "name": f"{self._spec.name}.{slot.replica_id}.{slot.incarnation}",
+            "namespace": NAMESPACE,
+            "max_restarts": -1,
+            "max_task_retries": -1,
+            "max_concurrency": slot.agent.max_concurrency,
+            "scheduling_strategy": "SPREAD",
+            **placement.avoiding(self._bad_nodes),
+        }
+        slot.handle = (
+            ray.remote(Replica).options(**options).remote(self._spec.name, slot.agent, slot.index)
+        )
+        slot.node_id = None
+        slot.reachable = False
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._spec.health.interval_s)
+            try:
+                await self._check()
+            except Exception as error:  # the watch must outlive one failed round
+                self._log(f"health check round failed: {error!r}")
+
+    async def _check(self) -> None:
+        async with self._checking:
+            await self._check_unlocked()
+
+    async def _check_unlocked(self) -> None:
+        self._update_health(await self._monitor.report.remote())
+        slots = self._all_slots()
+        infos = await asyncio.gather(
+            *(asyncio.wait_for(slot.handle.info.remote(), INFO_TIMEOUT_S) for slot in slots),
+            return_exceptions=True,
+        )
+        for slot, info in zip(slots, infos, strict=True):
+            # No answer: Ray may be restarting it elsewhere (its node died), or its node is
+            # unreachable; only the latter shows up as a bad node to move it from.
+            slot.reachable = not isinstance(info, BaseException)
+            if slot.reachable:
+                slot.info = info
+                slot.node_id = info["node_id"]
+            if slot.node_id in self._bad_nodes:
+                await self._move(slot)
+
+    async def _move(self, slot: ReplicaSlot) -> None:
+        node = self._report.get(slot.node_id, {})
+        self._log(
+            f"moving {slot.replica_id} off node {slot.node_id[:12]} "
+            f"({node.get('status')}: {'; '.join(node.get('reasons', []))})"
+        )
+        try:
+            await asyncio.wait_for(slot.handle.checkpoint.remote(), INFO_TIMEOUT_S)
+        except Exception as error:
+            self._log(f"{slot.replica_id}: no final checkpoint ({error!r}); resuming from last")
+        ray.kill(slot.handle, no_restart=True)
+        slot.incarnation += 1
+        self._create(slot)
+
+    def _log(self, text: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {text}"
+        print(line, flush=True)
+        self._events = [*self._events[-99:], line]
+
+    async def replicas(self, agent: str) -> list[tuple[str, Any, float]]:
+        """[(replica id, handle, weight)]: the current actors, after any re-creation."""
+        await self._ensure_started()
+        return [(s.replica_id, s.handle, s.agent.weight) for s in self._slots[agent]]
+
+    async def spec(self) -> DeploymentSpec:
+        return self._spec
+
+    async def status(self) -> dict[str, Any]:
+        await self._ensure_started()
+        await self._check()
+        return {
+            "deployment": self._spec.name,
+            "replicas": [
+                {
+                    "id": slot.replica_id,
+                    "incarnation": slot.incarnation,
+                    "node_id": slot.node_id,
+                    "reachable": slot.reachable,
+                    **{k: v for k, v in slot.info.items() if k not in ("agent", "node_id")},
+                }
+                for slot in self._all_slots()
+            ],
+            "nodes": self._report,
+            "events": self._events[-20:],
+        }
+
+    async def stop(self, purge: bool = False) -> int:
+        """Checkpoint and end every replica; `purge` also deletes the checkpoints, so a
+        later deployment of the same name starts from fresh state."""
+        if self._watch is not None:
+            self._watch.cancel()
+        slots = self._all_slots()
+        await asyncio.gather(
+            *(slot.handle.checkpoint.remote() for slot in slots), return_exceptions=True
+        )
+        for slot in slots:
+            ray.kill(slot.handle, no_restart=True)
+        if purge:
+            checkpoint.delete_deployment(self._spec.name)
+        return len(slots)

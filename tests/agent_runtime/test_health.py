@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+import ray
+
+from agent_runtime.health import GpuSample, NodeSample, evaluate, get_monitor
+from agent_runtime.spec import HealthSpec
+
+
+def _sample(**overrides) -> NodeSample:
+    values = {"cpu_percent": 20.0, "memory_percent": 40.0, "disk_percent": 50.0,
+              "load_per_cpu": 0.5}  # fmt: skip
+    return NodeSample(node_id="n", hostname="h", **{**values, **overrides})
+
+
+def test_thresholds_from_config():
+    limits = HealthSpec(memory_percent=90, gpu_temperature_c=80)
+    assert evaluate(_sample(), limits) == []
+    assert evaluate(_sample(memory_percent=93.5), limits) == ["memory_percent 93.5 > 90"]
+    hot = GpuSample(0, "H100", temperature_c=86, memory_percent=50, ecc_uncorrected=2)
+    reasons = evaluate(_sample(gpus=[hot]), limits)
+    assert reasons == ["gpu0.temperature_c 86 > 80", "gpu0.ecc_uncorrected 2 > 0"]
+
+
+def test_unknown_gpu_readings_are_not_failures():
+    gpu = GpuSample(0, "consumer card")  # ECC, temperature unsupported: all None
+    assert evaluate(_sample(gpus=[gpu]), HealthSpec()) == []
+
+
+@pytest.mark.ray
+def test_every_node_is_probed_and_reports_no_gpu_cleanly(ray_cluster):
+    report = ray.get(get_monitor().report.remote(fresh=True))
+    alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    assert alive <= set(report)
+    for node_id in alive:
+        sample = report[node_id]["sample"]
+        assert report[node_id]["status"] == "healthy", report[node_id]
+        assert sample["node_id"] == node_id  # the probe ran on that very node
+        assert 0 <= sample["memory_percent"] <= 100
+        assert sample["gpus"] == [] and sample["gpu_error"].startswith("no GPU")

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent_runtime.spec import SpecError, load_spec, parse_spec
+from mcpctl.cli import main
+
+EXAMPLES = Path(__file__).parents[2] / "agent_runtime" / "examples"
+
+BAD = """\
+name: ops
+agents:
+  - name: detector
+    import: agent_runtime.examples.operations:AnomalyDetector
+    replicas: 0
+    resources:
+      num_gpus: 1.5
+      memory: lots
+  - name: decider
+    import: not-a-path
+    routing_key: host
+    surprise: true
+"""
+
+
+def test_example_files_are_valid():
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        spec = load_spec(path)
+        assert spec.agents, path
+
+
+def test_units_and_defaults():
+    spec = parse_spec(
+        "name: x\nagents:\n  - name: a\n    import: m:A\n"
+        "    resources: {num_gpus: 0.25, memory: 512Mi}\n"
+    )
+    agent = spec.agents[0]
+    assert agent.resources.memory == 512 * 2**20
+    assert agent.resources.ray_options() == {"num_cpus": 1.0, "num_gpus": 0.25, "memory": 2**29}
+    assert (agent.replicas, agent.max_in_flight, spec.health.recover_after) == (1, 64, 3)
+
+
+def test_errors_name_file_and_line():
+    with pytest.raises(SpecError) as error:
+        parse_spec(BAD, "agents.yaml")
+    lines = str(error.value).splitlines()
+    assert "agents.yaml:5: agents.0.replicas" in lines[0]
+    expected = {
+        "agents.yaml:7: agents.0.resources.num_gpus",
+        "agents.yaml:8: agents.0.resources.memory",
+        "agents.yaml:10: agents.1.import",
+        "agents.yaml:12: agents.1.surprise",
+    }
+    assert all(any(line.startswith(prefix) for line in lines) for prefix in expected), lines
+
+
+def test_duplicate_names_and_missing_fields():
+    text = "name: x\nagents:\n  - name: a\n    import: m:A\n  - name: a\n    import: m:B\n"
+    with pytest.raises(SpecError, match=r"<string>:3: agents: .*repeated: a"):
+        parse_spec(text)
+    with pytest.raises(SpecError, match=r"<string>:3: agents\.0\.import: Field required"):
+        parse_spec("name: x\nagents:\n  - name: a\n")
+
+
+def test_yaml_syntax_and_empty_file():
+    with pytest.raises(SpecError, match=r"<string>:\d: invalid YAML"):
+        parse_spec("name: x\nagents:\n  - [unclosed\n")
+    with pytest.raises(SpecError, match="empty file"):
+        parse_spec("")
+
+
+def test_cli_rejects_a_bad_spec_with_exit_2(tmp_path, capsys):
+    bad = tmp_path / "agents.yaml"
+    bad.write_text(BAD)
+    assert main(["agents", "deploy", str(bad), "--address", "http://127.0.0.1:9"]) == 2
+    assert f"{bad}:5: agents.0.replicas" in capsys.readouterr().err
