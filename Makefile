@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 NODES ?= 3
 SANDBOX_INVENTORY = $(shell $(BIN)/python -c "from mcpctl.sandbox.paths import SandboxLayout as L; print(L.default().inventory_dir / 'hosts.yml')")
 
-.PHONY: help system-deps venv sandbox sandbox-down test lint unit integration molecule bench
+.PHONY: help system-deps venv sandbox sandbox-down test lint unit agents integration molecule bench
 
 help:
 	@echo "make sandbox      bring up $(NODES) local test hosts and deploy onto them"
@@ -18,7 +18,7 @@ system-deps:
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,runtime]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -30,7 +30,7 @@ sandbox: system-deps venv
 sandbox-down: venv
 	$(BIN)/mcpctl sandbox down
 
-test: system-deps venv lint unit integration molecule
+test: system-deps venv lint unit agents integration molecule
 
 lint: venv
 	$(BIN)/ruff check .
@@ -39,6 +39,10 @@ lint: venv
 
 unit: venv
 	$(BIN)/pytest tests/unit -q
+
+# The agent runtime against a real local Ray cluster.
+agents: venv
+	$(BIN)/pytest tests/agent_runtime -q
 
 integration: venv
 	$(BIN)/pytest tests/integration -q -m integration
@@ -54,3 +58,5 @@ molecule: venv
 bench: venv
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/inventory.py
+	$(BIN)/python bench/agents.py
+	$(BIN)/python bench/ansible_cfg.py
