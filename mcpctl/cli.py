@@ -204,6 +204,56 @@ def _playbook_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--playbook-dir", metavar="DIR", help=argparse.SUPPRESS, default=None)
 
 
+def _add_node_commands(sub: argparse._SubParsersAction) -> None:
+    run = _command(
+        sub,
+        "exec",
+        "mcpctl.remote_cmds:cmd_exec",
+        "run a shell command on the nodes in parallel over SSH",
+        "Run a shell command on the nodes in parallel over SSH (strict host-key checking\n"
+        "against the spec's known_hosts). Each output line is prefixed with its node; then\n"
+        "each node's exit status. Exit 1 unless the command exited 0 on every node.\n\n"
+        "example:\n"
+        "  mcpctl exec --limit workers -- 'df -h / | tail -1'",
+    )
+    _spec_option(run)
+    _limit_option(run)
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="stop the command after S seconds on each node (default: 60; 0: no limit)",
+    )
+    run.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+
+    preflight = _command(
+        sub,
+        "preflight",
+        "mcpctl.remote_cmds:cmd_preflight",
+        "check that every node is ready for a playbook",
+        "Check every node before a playbook runs: SSH, a supported OS (Debian 12,\n"
+        "Ubuntu 22.04/24.04, RHEL-family 9), 10 GiB free on /, memory, python3, passwordless\n"
+        "sudo, and NVIDIA GPUs on PCI against the spec's gpu: setting. Exit 1 if any node fails.",
+    )
+    _spec_option(preflight)
+    _limit_option(preflight)
+    preflight.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="per node (default: 30)"
+    )
+    preflight.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="default: table"
+    )
+
+
+def _limit_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--limit",
+        metavar="PATTERN",
+        help="only these nodes: names, a comma list, head, workers, or a glob (node*)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcpctl",
@@ -214,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_spec_commands(sub)
     _add_lifecycle_commands(sub)
+    _add_node_commands(sub)
     _add_sandbox_commands(sub)
     return parser
 

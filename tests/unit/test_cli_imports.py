@@ -13,6 +13,9 @@ HEAVY = {
     "torch",
     "ansible",
     "ansible_runner",
+    "fabric",
+    "invoke",
+    "paramiko",
     "pydantic",
     "jinja2",
     "yaml",
@@ -37,6 +40,8 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
         ["inventory", "--help"],
         ["deploy", "--help"],
         ["remove-node", "--help"],
+        ["exec", "--help"],
+        ["preflight", "--help"],
     ],
 )
 def test_help_imports_nothing_heavy(argv):
