@@ -213,7 +213,7 @@ def failure_message(result: Mapping[str, Any]) -> str:
     if result.get("_ansible_no_log") or "censored" in result:
         return NO_LOG_TEXT
     parts = []
-    message = _one_line(str(result.get("msg") or ""))
+    message = _first_and_last_line(str(result.get("msg") or ""))
     if message:
         parts.append(message)
     if isinstance(result.get("rc"), int) and result.get("rc") != 0:
@@ -223,7 +223,11 @@ def failure_message(result: Mapping[str, Any]) -> str:
         parts.append(f"stderr: {stderr}")
     parts.extend(_failed_item_messages(result.get("results")))
     text = "; ".join(parts) or "failed (no message)"
-    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+    if len(text) <= MESSAGE_LIMIT:
+        return text
+    # The end says most (ssh's "Host key verification failed."): cut the middle.
+    half = (MESSAGE_LIMIT - 3) // 2
+    return f"{text[:half]} … {text[-half:]}"
 
 
 def _failed_item_messages(items: object) -> Iterable[str]:
@@ -241,6 +245,14 @@ def _failed_item_messages(items: object) -> Iterable[str]:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _first_and_last_line(text: str) -> str:
+    """A long multi-line message (ssh's banners) as its first and last lines."""
+    lines = [_one_line(line) for line in text.splitlines() if line.strip()]
+    if len(lines) <= 2:
+        return " ".join(lines)
+    return f"{lines[0]} … {lines[-1]}"
 
 
 def _last_line(text: str) -> str:

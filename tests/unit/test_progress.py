@@ -209,8 +209,24 @@ def test_failure_message(result, message):
     assert failure_message(result) == message
 
 
-def test_failure_messages_are_cut_to_a_readable_length():
-    assert len(failure_message({"msg": "x" * 5000})) == 400
+def test_long_failure_messages_keep_their_start_and_their_end():
+    banner = "\n".join(
+        [
+            'Data could not be sent to remote host "10.0.0.1": @@@@@@@@@@@@@@@@@@@@@@@@@',
+            "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @",
+            *["It is also possible that a host key has just been changed."] * 3,
+            "Host key verification failed.",
+        ]
+    )
+    long = "start " + "x" * 5000 + " end"
+
+    assert failure_message({"msg": banner, "unreachable": True}) == (
+        'Data could not be sent to remote host "10.0.0.1": @@@@@@@@@@@@@@@@@@@@@@@@@ … '
+        "Host key verification failed."
+    )
+    assert len(failure_message({"msg": long})) <= 400
+    assert failure_message({"msg": long}).startswith("start x")
+    assert failure_message({"msg": long}).endswith("x end")
 
 
 def test_line_display_prints_every_notice():
