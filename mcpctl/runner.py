@@ -1,8 +1,8 @@
 """Run one playbook through ansible-runner: live progress while it runs, a per-host table after.
 
 ansible-runner runs in a worker thread and hands its events to the main thread through a
-queue; the main thread folds them into a `RunProgress`, draws it, and turns SIGINT/SIGTERM
-into ansible-runner's cancel request (which kills ansible-playbook's process group).
+queue; the main thread folds them into a `RunProgress` and draws it. SIGINT/SIGTERM stop
+ansible-playbook (see `_PlaybookStopper`), and the summary shows the counts so far.
 """
 
 from __future__ import annotations
@@ -118,7 +118,9 @@ def run_playbook(run: PlaybookRun, stream: TextIO | None = None) -> RunOutcome:
                     cancel_callback=cancel.is_set,
                 )
             )
-        except Exception as error:  # shown by the main thread, which owns the terminal
+        # Reported by the main thread, which owns the terminal. SystemExit included:
+        # ansible-runner exits on some configuration errors.
+        except BaseException as error:
             ended.append(error)
         finally:
             events.put(_RUN_ENDED)
@@ -134,8 +136,8 @@ def run_playbook(run: PlaybookRun, stream: TextIO | None = None) -> RunOutcome:
     display.close()
 
     result = ended[0]
-    if isinstance(result, Exception):
-        raise McpError(f"{run.name}: ansible-runner could not run the playbook: {result}")
+    if isinstance(result, BaseException):
+        raise McpError(f"{run.name}: ansible-runner could not run the playbook: {result!r}")
     return RunOutcome(run.name, progress, result.status, artifact_dir, interruption.signal)
 
 
