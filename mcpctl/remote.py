@@ -136,16 +136,17 @@ def run_on_nodes(
     line of output goes there as it arrives; results come back in the order of `nodes`.
     Ctrl-C closes every connection before it propagates."""
     connections = [connect(spec, node) for node in nodes]
+    known_hosts = known_hosts_file(spec)
     pool = ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(nodes))))
     try:
         futures = [
-            pool.submit(_run_on_node, connection, node, command, timeout, sink)
+            pool.submit(_run_on_node, connection, node, command, timeout, sink, known_hosts)
             for connection, node in zip(connections, nodes, strict=True)
         ]
         return [future.result() for future in futures]
     except KeyboardInterrupt:
         for connection in connections:
-            connection.close()
+            _close(connection)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -157,6 +158,7 @@ def _run_on_node(
     command: str,
     timeout: float | None,
     sink: OutputSink | None,
+    known_hosts: str,
 ) -> NodeResult:
     started = time.monotonic()
     out = _LineWriter(node.name, "out", sink) if sink else None
@@ -184,14 +186,14 @@ def _run_on_node(
     except (paramiko.SSHException, OSError, EOFError) as error:
         return NodeResult(
             node.name,
-            error=_connection_error(connection, error),
+            error=_connection_error(connection, error, known_hosts),
             seconds=time.monotonic() - started,
         )
     finally:
         for writer in (out, err):
             if writer:
                 writer.end()
-        connection.close()
+        _close(connection)
     seconds = time.monotonic() - started
     timed_out = bool(timeout) and result.exited in _TIMEOUT_EXIT_CODES and seconds >= timeout
     return NodeResult(
@@ -202,6 +204,13 @@ def _run_on_node(
         timed_out=timed_out,
         seconds=seconds,
     )
+
+
+def _close(connection: Connection) -> None:
+    connection.close()
+    # Fabric leaves a gateway's own connection open.
+    if isinstance(connection.gateway, Connection):
+        connection.gateway.close()
 
 
 def _bounded(command: str, timeout: float | None) -> str:
@@ -215,18 +224,24 @@ def _bounded(command: str, timeout: float | None) -> str:
     )
 
 
-def _connection_error(connection: Connection, error: BaseException) -> str:
+def _connection_error(connection: Connection, error: BaseException, known_hosts: str) -> str:
     gateway = connection.gateway if isinstance(connection.gateway, Connection) else None
     via = f" (via jump host {gateway.host})" if gateway else ""
-    if isinstance(error, UnknownHostKey):
-        return (
-            f"host key of {error.hostname} is not in known_hosts{via} — refusing to connect; "
-            "add the node's key (checked out of band), never trust it on first use"
+    if isinstance(error, (UnknownHostKey, paramiko.BadHostKeyException)):
+        hop = gateway is not None and error.hostname in (
+            gateway.host,
+            f"[{gateway.host}]:{gateway.port}",
         )
-    if isinstance(error, paramiko.BadHostKeyException):
+        host = f"jump host {error.hostname}" if hop else error.hostname
+        where = DEFAULT_KNOWN_HOSTS if hop else known_hosts
+        if isinstance(error, UnknownHostKey):
+            return (
+                f"host key of {host} is not in {where} — refusing to connect; add its key "
+                "there, checked out of band (a host is never trusted on first use)"
+            )
         return (
-            f"host key of {error.hostname} does not match known_hosts{via} — refusing to "
-            "connect; if the node was reinstalled, replace its key there"
+            f"host key of {host} does not match {where} — refusing to connect; if it was "
+            "reinstalled, replace its key there"
         )
     if isinstance(error, paramiko.AuthenticationException):
         return f"authentication as {connection.user} failed{via}: {error}"

@@ -289,8 +289,8 @@ def test_exec_refuses_unknown_and_changed_host_keys(cluster: Cluster, tmp_path: 
     address = lines[0].split()[0]
 
     for known_hosts, message in [
-        (forged, f"host key of {address} does not match known_hosts"),
-        (missing, f"host key of {address} is not in known_hosts"),
+        (forged, f"host key of {address} does not match {forged}"),
+        (missing, f"host key of {address} is not in {missing}"),
     ]:
         spec = cluster.spec_with(r"^  known_hosts: .*$", f"  known_hosts: {known_hosts}")
         before = known_hosts.read_text()
@@ -300,6 +300,40 @@ def test_exec_refuses_unknown_and_changed_host_keys(cluster: Cluster, tmp_path: 
         assert result.returncode == 1
         assert message in result.stdout
         assert known_hosts.read_text() == before  # never trusted on first use
+
+
+def test_exec_hops_through_the_jump_host_and_checks_its_key_too(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    jump = cluster.layout.node_address(1)
+    spec = cluster.spec_with(r"^  # jump_host: .*$", f"  jump_host: ansible@{jump}")
+    # The hop's key is checked against ~/.ssh/known_hosts, as ssh's ProxyJump does.
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "known_hosts").write_text(cluster.layout.known_hosts.read_text())
+
+    hopped = cluster.mcpctl(
+        "exec",
+        "--limit",
+        "workers",
+        "--",
+        "echo $SSH_CONNECTION",
+        spec=spec,
+        env={"HOME": str(home)},
+    )
+    (home / ".ssh" / "known_hosts").write_text("")
+    refused = cluster.mcpctl(
+        "exec", "--limit", "node2", "--", "true", spec=spec, env={"HOME": str(home)}
+    )
+
+    assert hopped.returncode == 0, hopped.stdout
+    # SSH_CONNECTION starts with the client's address: the jump host's.
+    assert sorted(re.findall(r"^(node\d) \| (\S+) ", hopped.stdout, re.M)) == [
+        ("node2", jump),
+        ("node3", jump),
+    ]
+    assert refused.returncode == 1
+    assert f"host key of jump host {jump} is not in ~/.ssh/known_hosts" in refused.stdout
 
 
 # --- preflight ----------------------------------------------------------------------------
