@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 from mcpctl.errors import McpError, UsageError
 from mcpctl.inventory import HOSTS_FILE, write_inventory
-from mcpctl.nodeselect import ansible_limit
+from mcpctl.nodeselect import ansible_limit, some_node_names
 from mcpctl.project import inventory_dir, playbook_path, project_dir, runs_dir
 from mcpctl.spec import ClusterSpec, load_spec
 
@@ -38,11 +38,10 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_remove_node(args: argparse.Namespace) -> int:
     def node_is_a_worker(spec: ClusterSpec) -> None:
-        names = [node.name for node in spec.nodes]
-        if args.node not in names:
+        if args.node not in {node.name for node in spec.nodes}:
             raise UsageError(
                 f"--node {args.node!r}: cluster {spec.name!r} has no such node "
-                f"(it has {', '.join(names)})"
+                f"(it has {some_node_names(spec)})"
             )
         if args.node == spec.head.name:
             raise UsageError(

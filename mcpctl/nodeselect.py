@@ -24,14 +24,19 @@ def select_nodes(spec: ClusterSpec, pattern: str | None) -> list[NodeSpec]:
     for token in (part.strip() for part in pattern.split(",")):
         matched = _nodes_matching(spec, token)
         if not matched:
-            names = ", ".join(node.name for node in spec.nodes[:8])
-            more = ", ..." if len(spec.nodes) > 8 else ""
             raise UsageError(
                 f"--limit {pattern!r}: {token!r} names no node of cluster {spec.name!r} — "
-                f"use node names ({names}{more}), head, workers, or a glob such as 'node*'"
+                f"use node names ({some_node_names(spec)}), head, workers, or a glob such as "
+                "'node*'"
             )
         chosen.update(node.name for node in matched)
     return [node for node in spec.nodes if node.name in chosen]
+
+
+def some_node_names(spec: ClusterSpec, shown: int = 8) -> str:
+    """The first few node names, for messages that must stay short on a big cluster."""
+    names = ", ".join(node.name for node in spec.nodes[:shown])
+    return names + (", ..." if len(spec.nodes) > shown else "")
 
 
 def _nodes_matching(spec: ClusterSpec, token: str) -> list[NodeSpec]:
