@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 NODES ?= 3
-SANDBOX_INVENTORY = $(shell $(BIN)/python -c "from mcpctl.sandbox.paths import SandboxLayout as L; print(L.default().inventory_dir / 'hosts.yml')")
+SANDBOX_SPEC = $(shell $(BIN)/python -c "from mcpctl.sandbox.paths import SandboxLayout as L; print(L.default().spec_file)")
 
 .PHONY: help system-deps venv sandbox sandbox-down test lint unit agents integration molecule bench
 
@@ -25,7 +25,7 @@ venv: $(BIN)/.installed
 
 sandbox: system-deps venv
 	$(BIN)/mcpctl sandbox up --nodes $(NODES)
-	$(BIN)/ansible-playbook -i $(SANDBOX_INVENTORY) playbooks/deploy.yml
+	$(BIN)/mcpctl deploy -f $(SANDBOX_SPEC)
 
 sandbox-down: venv
 	$(BIN)/mcpctl sandbox down

@@ -217,6 +217,122 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
     _cluster_options(cluster_status)
 
 
+# command -> what its playbook does; each runs playbooks/<command>.yml.
+_LIFECYCLE_COMMANDS = {
+    "deploy": "install and start the cluster on its nodes",
+    "scale": "add the spec's new nodes to a running cluster",
+    "remove-node": "take one worker out of the cluster",
+    "upgrade": "move the nodes to the spec's versions",
+    "reset": "tear down what deploy set up (asks first)",
+    "health": "check the health of the cluster",
+}
+
+
+def _add_lifecycle_commands(sub: argparse._SubParsersAction) -> None:
+    for name, purpose in _LIFECYCLE_COMMANDS.items():
+        parser = _command(
+            sub,
+            name,
+            f"mcpctl.lifecycle_cmds:cmd_{name.replace('-', '_')}",
+            purpose,
+            f"{purpose[0].upper()}{purpose[1:]}: runs playbooks/{name}.yml on the cluster of the\n"
+            "spec, with live per-host progress and a per-host summary. Exit 0 when every host\n"
+            "succeeded, 1 when any failed or was unreachable, 2 for bad input, 130 on Ctrl-C.",
+        )
+        _spec_option(parser)
+        if name == "remove-node":
+            parser.add_argument(
+                "--node",
+                required=True,
+                metavar="NAME",
+                help="the worker to remove (passed to the playbook as the extra var 'node')",
+            )
+        if name == "reset":
+            parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        _playbook_options(parser)
+
+
+def _playbook_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--limit",
+        metavar="PATTERN",
+        help="only these hosts: an Ansible host pattern; 'head' and 'workers' name those groups",
+    )
+    parser.add_argument("--tags", metavar="TAGS", help="only tasks with these tags (a,b)")
+    parser.add_argument("--skip-tags", metavar="TAGS", help="skip tasks with these tags (a,b)")
+    parser.add_argument("--check", action="store_true", help="change nothing: report what would")
+    parser.add_argument("--diff", action="store_true", help="show the changes made to files")
+    parser.add_argument(
+        "-e",
+        "--extra-var",
+        dest="extra_vars",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a variable for the playbook, as a string (repeatable)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="print every host's result, and pass -v on to ansible (its output is in the "
+        "log); repeat for more",
+    )
+    # For tests and playbook development: run <command>.yml from another directory.
+    parser.add_argument("--playbook-dir", metavar="DIR", help=argparse.SUPPRESS, default=None)
+
+
+def _add_node_commands(sub: argparse._SubParsersAction) -> None:
+    run = _command(
+        sub,
+        "exec",
+        "mcpctl.remote_cmds:cmd_exec",
+        "run a shell command on the nodes in parallel over SSH",
+        "Run a shell command on the nodes in parallel over SSH (strict host-key checking\n"
+        "against the spec's known_hosts). Each output line is prefixed with its node; then\n"
+        "each node's exit status. Exit 1 unless the command exited 0 on every node.\n\n"
+        "example:\n"
+        "  mcpctl exec --limit workers -- 'df -h / | tail -1'",
+    )
+    _spec_option(run)
+    _limit_option(run)
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="stop the command after S seconds on each node (default: 60; 0: no limit)",
+    )
+    run.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+
+    preflight = _command(
+        sub,
+        "preflight",
+        "mcpctl.remote_cmds:cmd_preflight",
+        "check that every node is ready for a playbook",
+        "Check every node before a playbook runs: SSH, a supported OS (Debian 12,\n"
+        "Ubuntu 22.04/24.04, RHEL-family 9), 10 GiB free on /, memory, python3, passwordless\n"
+        "sudo, and NVIDIA GPUs on PCI against the spec's gpu: setting. Exit 1 if any node fails.",
+    )
+    _spec_option(preflight)
+    _limit_option(preflight)
+    preflight.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="per node (default: 30)"
+    )
+    preflight.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="default: table"
+    )
+
+
+def _limit_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--limit",
+        metavar="PATTERN",
+        help="only these nodes: names, a comma list, head, workers, or a glob (node*)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcpctl",
@@ -226,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mcpctl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_spec_commands(sub)
+    _add_lifecycle_commands(sub)
+    _add_node_commands(sub)
     _add_sandbox_commands(sub)
     _add_agent_commands(sub)
     return parser

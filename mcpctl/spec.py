@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -272,18 +273,38 @@ def local_path(value: str, info: ValidationInfo) -> str:
     return expanded
 
 
+@dataclass(frozen=True)
+class JumpHost:
+    user: str | None
+    host: str  # an IPv6 address without its brackets
+    port: int | None
+
+
+def split_jump_host(value: str) -> JumpHost | None:
+    """The parts of `[user@]host[:port]`, or None if `value` does not have that shape."""
+    match = _JUMP_HOST.match(value)
+    if not match:
+        return None
+    host = match.group("host")
+    port = match.group("port")
+    return JumpHost(
+        user=match.group("user"),
+        host=host[1:-1] if host.startswith("[") else host,
+        port=int(port) if port is not None else None,
+    )
+
+
 def check_jump_host(value: str) -> str:
     """`[user@]host[:port]`, as ssh's ProxyJump takes it (IPv6 in brackets)."""
-    match = _JUMP_HOST.match(value)
+    jump = split_jump_host(value)
     fix = "write it as [user@]host[:port], e.g. admin@bastion.lab:22 or [fd00::1]:22"
-    if not match:
+    if jump is None:
         raise SpecFault(f"{value!r} is not a jump host", fix)
-    user, host, port = match.group("user"), match.group("host"), match.group("port")
-    if user is not None:
-        check_ssh_user(user)
-    check_address(host[1:-1] if host.startswith("[") else host)
-    if port is not None and not 0 < int(port) < 65536:
-        raise SpecFault(f"port {port} is out of range", "use a port from 1 to 65535")
+    if jump.user is not None:
+        check_ssh_user(jump.user)
+    check_address(jump.host)
+    if jump.port is not None and not 0 < jump.port < 65536:
+        raise SpecFault(f"port {jump.port} is out of range", "use a port from 1 to 65535")
     return value
 
 

@@ -118,7 +118,7 @@ def _write_spec_and_inventory(layout: SandboxLayout, nodes: list[Node]) -> None:
     from mcpctl.starter import render_starter_spec
 
     text = render_starter_spec(
-        "sandbox",
+        layout.cluster_name,
         [(node.name, node.address) for node in nodes],
         user=SSH_USER,
         key=str(layout.private_key),

@@ -47,6 +47,11 @@ class SandboxLayout:
         )
 
     @cached_property
+    def cluster_name(self) -> str:
+        """The name in the sandbox's spec: inventories and run logs are kept per cluster name."""
+        return "sandbox" if self.name == "mcp-sandbox" else self.name
+
+    @cached_property
     def bridge_interface(self) -> str:
         """Named after the sandbox: podman's own podmanN names could clash between sandboxes."""
         return f"mcp{zlib.crc32(self.name.encode()):08x}"

@@ -8,7 +8,18 @@ import sys
 
 import pytest
 
-HEAVY = {"ray", "torch", "ansible", "ansible_runner", "pydantic", "jinja2", "yaml"}
+HEAVY = {
+    "ray",
+    "torch",
+    "ansible",
+    "ansible_runner",
+    "fabric",
+    "invoke",
+    "paramiko",
+    "pydantic",
+    "jinja2",
+    "yaml",
+}
 
 PROBE = """
 import json, sys
@@ -21,7 +32,18 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["init", "--help"], ["inventory", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["init", "--help"],
+        ["inventory", "--help"],
+        ["deploy", "--help"],
+        ["remove-node", "--help"],
+        ["exec", "--help"],
+        ["preflight", "--help"],
+    ],
+)
 def test_help_imports_nothing_heavy(argv):
     completed = subprocess.run(
         [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True

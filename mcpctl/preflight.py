@@ -1,0 +1,245 @@
+"""Is every node ready for a playbook? One SSH round trip per node gathers the facts; the
+checks (supported OS, free disk, memory, python3, passwordless sudo, GPUs vs the spec's `gpu:`)
+then run here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from mcpctl.remote import run_on_nodes
+from mcpctl.spec import ClusterSpec, NodeSpec
+
+GIB = 1024**3
+MIN_FREE_DISK_GIB = 10
+# Ray keeps 30% of memory for its object store; below this, torch in Ray workers gets
+# OOM-killed on the first real task.
+MIN_MEMORY_GIB = 4
+# The oldest Python ansible-core 2.19 runs modules with.
+MIN_PYTHON = (3, 8)
+SUPPORTED_OS = "Debian 12, Ubuntu 22.04/24.04, RHEL-family 9"
+_UBUNTU_RELEASES = ("22.04", "24.04")
+_RHEL_FAMILY = frozenset({"rhel", "rocky", "almalinux", "centos", "ol"})
+
+# POSIX sh, no python3 needed (whether it is there is one of the checks). One key=value per
+# line. GPUs: NVIDIA's vendor id on a display or 3D controller (class 0x03xxxx); the HDMI audio
+# function and NVSwitch bridges of the same vendor are not GPUs.
+PROBE_SCRIPT = r"""
+( . /etc/os-release 2>/dev/null
+  echo "os_id=${ID:-}"; echo "os_version=${VERSION_ID:-}"; echo "os_like=${ID_LIKE:-}"
+  echo "os_name=${PRETTY_NAME:-}" )
+df -Pk / 2>/dev/null | awk 'NR == 2 { print "disk_free_kib=" $4 }'
+awk '/^MemTotal:/ { print "memory_kib=" $2 }' /proc/meminfo
+if command -v python3 >/dev/null 2>&1; then
+  echo "python3=$(python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
+fi
+gpus=0
+for device in /sys/bus/pci/devices/*; do
+  [ "$(cat "$device/vendor" 2>/dev/null)" = 0x10de ] || continue
+  case "$(cat "$device/class" 2>/dev/null)" in 0x03*) gpus=$((gpus + 1)) ;; esac
+done
+echo "nvidia_gpus=$gpus"
+if sudo -n true >/dev/null 2>&1; then echo "sudo=yes"; else echo "sudo=no"; fi
+"""
+
+Status = Literal["ok", "warn", "fail"]
+CHECK_NAMES = ("ssh", "os", "disk", "memory", "python3", "sudo", "gpus")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    value: str  # what the table shows
+    problem: str = ""  # why it is not ok, and what to do
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    node: str
+    address: str
+    checks: list[Check]
+    facts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.status != "fail" for check in self.checks)
+
+
+def check_nodes(spec: ClusterSpec, nodes: Sequence[NodeSpec], timeout: float) -> list[NodeReport]:
+    results = run_on_nodes(spec, nodes, PROBE_SCRIPT, timeout)
+    reports = []
+    for node, result in zip(nodes, results, strict=True):
+        if result.error is not None or result.timed_out:
+            problem = result.outcome(timeout)
+            reports.append(
+                NodeReport(node.name, node.address, [Check("ssh", "fail", "no", problem)])
+            )
+            continue
+        facts = parse_facts(result.stdout)
+        reports.append(NodeReport(node.name, node.address, evaluate(node, facts), facts))
+    return reports
+
+
+def parse_facts(output: str) -> dict[str, str]:
+    facts = {}
+    for line in output.splitlines():
+        key, separator, value = line.partition("=")
+        if separator:
+            facts[key.strip()] = value.strip()
+    return facts
+
+
+def evaluate(node: NodeSpec, facts: Mapping[str, str]) -> list[Check]:
+    """The checks of one node that answered over SSH, from the probe's facts."""
+    return [
+        Check("ssh", "ok", "ok"),
+        _os_check(facts),
+        _disk_check(facts),
+        _memory_check(facts),
+        _python_check(facts),
+        _sudo_check(facts),
+        _gpu_check(node, facts),
+    ]
+
+
+def _os_check(facts: Mapping[str, str]) -> Check:
+    os_id, version = facts.get("os_id", ""), facts.get("os_version", "")
+    shown = f"{os_id} {version}".strip() or "unknown"
+    family = {os_id, *facts.get("os_like", "").split()}
+    major = version.split(".")[0]
+    supported = (
+        (os_id == "debian" and major == "12")
+        or (os_id == "ubuntu" and version in _UBUNTU_RELEASES)
+        or (bool(family & _RHEL_FAMILY) and major == "9")
+    )
+    if supported:
+        return Check("os", "ok", shown)
+    name = facts.get("os_name") or shown
+    return Check("os", "fail", shown, f"{name} is not supported (supported: {SUPPORTED_OS})")
+
+
+def _disk_check(facts: Mapping[str, str]) -> Check:
+    free = _kib_to_bytes(facts.get("disk_free_kib"))
+    if free is None:
+        return Check("disk", "fail", "?", "could not read the free space on / (df -Pk /)")
+    shown = _gib(free)
+    if free < MIN_FREE_DISK_GIB * GIB:
+        return Check(
+            "disk", "fail", shown, f"only {shown} free on /, needs {MIN_FREE_DISK_GIB} GiB"
+        )
+    return Check("disk", "ok", shown)
+
+
+def _memory_check(facts: Mapping[str, str]) -> Check:
+    total = _kib_to_bytes(facts.get("memory_kib"))
+    if total is None:
+        return Check("memory", "fail", "?", "could not read MemTotal from /proc/meminfo")
+    shown = _gib(total)
+    if total < MIN_MEMORY_GIB * GIB:
+        return Check("memory", "fail", shown, f"{shown} of memory, needs {MIN_MEMORY_GIB} GiB")
+    return Check("memory", "ok", shown)
+
+
+def _python_check(facts: Mapping[str, str]) -> Check:
+    version = facts.get("python3")
+    if not version:
+        return Check("python3", "fail", "missing", "no python3: install it (Ansible needs it)")
+    try:
+        numbers = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return Check("python3", "fail", version, f"python3 reports version {version!r}")
+    if numbers < MIN_PYTHON:
+        wanted = ".".join(map(str, MIN_PYTHON))
+        return Check("python3", "fail", version, f"python3 {version} is older than {wanted}")
+    return Check("python3", "ok", version)
+
+
+def _sudo_check(facts: Mapping[str, str]) -> Check:
+    if facts.get("sudo") == "yes":
+        return Check("sudo", "ok", "yes")
+    return Check(
+        "sudo", "fail", "no", "sudo asks for a password: give the SSH user passwordless sudo"
+    )
+
+
+def _gpu_check(node: NodeSpec, facts: Mapping[str, str]) -> Check:
+    try:
+        count = int(facts.get("nvidia_gpus", ""))
+    except ValueError:
+        return Check("gpus", "fail", "?", "could not count PCI devices")
+    setting = "auto" if node.gpu == "auto" else str(node.gpu).lower()
+    shown = f"{count} (gpu: {setting})"
+    if node.gpu is True and count == 0:
+        return Check(
+            "gpus", "fail", shown, "gpu: true but no NVIDIA GPU on PCI: set gpu: false or auto"
+        )
+    if node.gpu is False and count > 0:
+        return Check(
+            "gpus",
+            "warn",
+            shown,
+            f"{count} NVIDIA GPU{'s' if count > 1 else ''} on PCI but gpu: false: "
+            "they will not be used (set gpu: auto to use them)",
+        )
+    return Check("gpus", "ok", shown)
+
+
+def _kib_to_bytes(value: str | None) -> int | None:
+    return int(value) * 1024 if value and value.isdigit() else None
+
+
+def _gib(size: int) -> str:
+    return f"{size / GIB:.1f} GiB"
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def render_table(reports: Sequence[NodeReport]) -> str:
+    """NODE ADDRESS, one column per check, RESULT; then one line per problem."""
+    header = ["NODE", "ADDRESS", *(name.upper() for name in CHECK_NAMES), "RESULT"]
+    rows = []
+    for report in reports:
+        by_name = {check.name: check for check in report.checks}
+        values = [_cell(by_name.get(name)) for name in CHECK_NAMES]
+        rows.append([report.node, report.address, *values, "ok" if report.ok else "FAIL"])
+    widths = [max(len(row[index]) for row in [header, *rows]) for index in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    problems = [
+        f"{report.node}: {check.name}: {check.problem}"
+        + (" (warning)" if check.status == "warn" else "")
+        for report in reports
+        for check in report.checks
+        if check.problem
+    ]
+    return "\n".join(lines + (["", *problems] if problems else []))
+
+
+def _cell(check: Check | None) -> str:
+    if check is None:
+        return "-"
+    marks = {"ok": "", "warn": " (!)", "fail": " (x)"}
+    return check.value + marks[check.status]
+
+
+def render_json(reports: Sequence[NodeReport]) -> str:
+    document = {
+        "ok": all(report.ok for report in reports),
+        "nodes": [
+            {
+                "node": report.node,
+                "address": report.address,
+                "ok": report.ok,
+                "checks": {check.name: asdict(check) for check in report.checks},
+                "facts": report.facts,
+            }
+            for report in reports
+        ],
+    }
+    return json.dumps(document, indent=2)

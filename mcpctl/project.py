@@ -1,0 +1,53 @@
+"""Where the Ansible project (playbooks/, roles/, ansible.cfg) and the run artifacts live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mcpctl.errors import McpError
+
+PLAYBOOK_DIR_VARIABLE = "MCP_PLAYBOOK_DIR"
+
+
+def project_dir() -> Path:
+    """The checkout mcpctl runs from: playbooks/, roles/ and ansible.cfg sit next to mcpctl/."""
+    import mcpctl
+
+    root = Path(mcpctl.__file__).resolve().parents[1]
+    if not (root / "ansible.cfg").is_file():
+        raise McpError(
+            f"{root}: no ansible.cfg here — mcpctl runs playbooks from a checkout of "
+            "mcp-cluster (pip install -e .), not from an installed wheel"
+        )
+    return root
+
+
+def playbook_dir(override: str | None = None) -> Path:
+    """`override` (--playbook-dir), else $MCP_PLAYBOOK_DIR, else the project's playbooks/."""
+    chosen = override or os.environ.get(PLAYBOOK_DIR_VARIABLE)
+    directory = Path(chosen).resolve() if chosen else project_dir() / "playbooks"
+    if not directory.is_dir():
+        source = "--playbook-dir" if override else PLAYBOOK_DIR_VARIABLE if chosen else ""
+        raise McpError(
+            f"{directory}: no such directory"
+            + (f" (from {source})" if source else " — is this a checkout of mcp-cluster?")
+        )
+    return directory
+
+
+def playbook_path(name: str, override: str | None = None) -> Path:
+    path = playbook_dir(override) / f"{name}.yml"
+    if not path.is_file():
+        raise McpError(f"{path}: no such playbook — `mcpctl {name}` runs it")
+    return path
+
+
+def inventory_dir(cluster: str) -> Path:
+    return project_dir() / "inventory" / cluster
+
+
+def runs_dir(cluster: str) -> Path:
+    """Per-cluster artifacts of playbook runs (ansible-runner keeps the newest few)."""
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "mcp-cluster" / "runs" / cluster

@@ -1,0 +1,202 @@
+"""preflight's checks from the facts a node reports, and its table and JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from mcpctl.preflight import (
+    PROBE_SCRIPT,
+    Check,
+    NodeReport,
+    evaluate,
+    parse_facts,
+    render_json,
+    render_table,
+)
+from mcpctl.spec import NodeSpec
+
+GIB_IN_KIB = 1024 * 1024
+GOOD_FACTS = {
+    "os_id": "debian",
+    "os_version": "12",
+    "os_like": "",
+    "os_name": "Debian GNU/Linux 12 (bookworm)",
+    "disk_free_kib": str(50 * GIB_IN_KIB),
+    "memory_kib": str(16 * GIB_IN_KIB),
+    "python3": "3.11.2",
+    "nvidia_gpus": "0",
+    "sudo": "yes",
+}
+
+
+def node(gpu: object = "auto") -> NodeSpec:
+    return NodeSpec(name="n1", address="10.0.0.1", gpu=gpu)
+
+
+def check(name: str, facts: dict[str, str], gpu: object = "auto") -> Check:
+    return next(check for check in evaluate(node(gpu), facts) if check.name == name)
+
+
+def test_a_good_node_passes_every_check():
+    checks = evaluate(node(), GOOD_FACTS)
+
+    assert [(check.name, check.status, check.value) for check in checks] == [
+        ("ssh", "ok", "ok"),
+        ("os", "ok", "debian 12"),
+        ("disk", "ok", "50.0 GiB"),
+        ("memory", "ok", "16.0 GiB"),
+        ("python3", "ok", "3.11.2"),
+        ("sudo", "ok", "yes"),
+        ("gpus", "ok", "0 (gpu: auto)"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("os_id", "version", "like", "status"),
+    [
+        ("debian", "12", "", "ok"),
+        ("debian", "11", "", "fail"),
+        ("ubuntu", "22.04", "debian", "ok"),
+        ("ubuntu", "24.04", "debian", "ok"),
+        ("ubuntu", "20.04", "debian", "fail"),
+        ("rhel", "9.4", "fedora", "ok"),
+        ("rocky", "9.3", "rhel centos fedora", "ok"),
+        ("almalinux", "9.4", "rhel centos fedora", "ok"),
+        ("ol", "9.2", "fedora", "ok"),
+        ("rocky", "8.9", "rhel centos fedora", "fail"),
+        ("fedora", "40", "", "fail"),
+        ("", "", "", "fail"),
+    ],
+)
+def test_supported_operating_systems(os_id, version, like, status):
+    facts = {**GOOD_FACTS, "os_id": os_id, "os_version": version, "os_like": like}
+
+    assert check("os", facts).status == status
+
+
+def test_an_unsupported_os_says_what_is_supported():
+    facts = {**GOOD_FACTS, "os_id": "ubuntu", "os_version": "20.04", "os_name": "Ubuntu 20.04"}
+
+    assert check("os", facts).problem == (
+        "Ubuntu 20.04 is not supported (supported: Debian 12, Ubuntu 22.04/24.04, RHEL-family 9)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("free_kib", "status"), [(10 * GIB_IN_KIB, "ok"), (10 * GIB_IN_KIB - 1, "fail"), ("", "fail")]
+)
+def test_free_disk_needs_10_gib(free_kib, status):
+    assert check("disk", {**GOOD_FACTS, "disk_free_kib": str(free_kib)}).status == status
+
+
+def test_little_memory_fails():
+    result = check("memory", {**GOOD_FACTS, "memory_kib": str(2 * GIB_IN_KIB)})
+
+    assert (result.status, result.problem) == ("fail", "2.0 GiB of memory, needs 4 GiB")
+
+
+@pytest.mark.parametrize(
+    ("version", "status"), [("3.9.18", "ok"), ("3.8.0", "ok"), ("3.6.8", "fail"), ("", "fail")]
+)
+def test_python3_must_be_there_and_recent_enough(version, status):
+    facts = {**GOOD_FACTS, "python3": version} if version else {**GOOD_FACTS, "python3": ""}
+
+    assert check("python3", facts).status == status
+
+
+def test_sudo_must_not_ask_for_a_password():
+    assert check("sudo", {**GOOD_FACTS, "sudo": "no"}).status == "fail"
+
+
+@pytest.mark.parametrize(
+    ("gpu", "count", "status"),
+    [
+        ("auto", "0", "ok"),
+        ("auto", "4", "ok"),
+        (True, "8", "ok"),
+        (True, "0", "fail"),
+        (False, "0", "ok"),
+        (False, "2", "warn"),
+        ("auto", "", "fail"),
+    ],
+)
+def test_gpus_on_pci_against_the_spec(gpu, count, status):
+    assert check("gpus", {**GOOD_FACTS, "nvidia_gpus": count}, gpu=gpu).status == status
+
+
+def test_a_warning_does_not_fail_the_node():
+    report = NodeReport("n1", "10.0.0.1", evaluate(node(False), {**GOOD_FACTS, "nvidia_gpus": "2"}))
+
+    assert report.ok
+
+
+def test_parse_facts_reads_key_value_lines():
+    output = "os_id=debian\nos_name=Debian GNU/Linux 12 (bookworm)\nnoise\nx = y=z\n"
+
+    assert parse_facts(output) == {
+        "os_id": "debian",
+        "os_name": "Debian GNU/Linux 12 (bookworm)",
+        "x": "y=z",
+    }
+
+
+REPORTS = [
+    NodeReport("head", "10.0.0.1", evaluate(node(), GOOD_FACTS), GOOD_FACTS),
+    NodeReport(
+        "worker-10",
+        "10.0.0.20",
+        evaluate(node(True), {**GOOD_FACTS, "disk_free_kib": str(GIB_IN_KIB)}),
+    ),
+    NodeReport("w3", "10.0.0.3", [Check("ssh", "fail", "no", "unreachable: No route to host")]),
+]
+
+
+def test_the_table_has_a_column_per_check_and_a_line_per_problem():
+    assert render_table(REPORTS).splitlines() == [
+        "NODE       ADDRESS    SSH     OS         DISK         MEMORY    PYTHON3  SUDO  "
+        "GPUS               RESULT",
+        "head       10.0.0.1   ok      debian 12  50.0 GiB     16.0 GiB  3.11.2   yes   "
+        "0 (gpu: auto)      ok",
+        "worker-10  10.0.0.20  ok      debian 12  1.0 GiB (x)  16.0 GiB  3.11.2   yes   "
+        "0 (gpu: true) (x)  FAIL",
+        "w3         10.0.0.3   no (x)  -          -            -         -        -     "
+        "-                  FAIL",
+        "",
+        "worker-10: disk: only 1.0 GiB free on /, needs 10 GiB",
+        "worker-10: gpus: gpu: true but no NVIDIA GPU on PCI: set gpu: false or auto",
+        "w3: ssh: unreachable: No route to host",
+    ]
+
+
+def test_json_for_scripts():
+    document = json.loads(render_json(REPORTS))
+
+    assert document["ok"] is False
+    assert [(entry["node"], entry["ok"]) for entry in document["nodes"]] == [
+        ("head", True),
+        ("worker-10", False),
+        ("w3", False),
+    ]
+    assert document["nodes"][0]["checks"]["os"] == {
+        "name": "os",
+        "status": "ok",
+        "value": "debian 12",
+        "problem": "",
+    }
+    assert document["nodes"][0]["facts"]["python3"] == "3.11.2"
+
+
+def test_the_probe_script_runs_in_posix_sh_and_reports_every_fact():
+    probe = subprocess.run(["sh", "-c", PROBE_SCRIPT], capture_output=True, text=True, check=True)
+    facts = parse_facts(probe.stdout)
+
+    assert probe.stderr == ""
+    assert {"os_id", "os_version", "disk_free_kib", "memory_kib", "nvidia_gpus", "sudo"} <= set(
+        facts
+    )
+    assert facts["disk_free_kib"].isdigit() and facts["memory_kib"].isdigit()
+    assert facts["nvidia_gpus"].isdigit()
+    assert facts["sudo"] in ("yes", "no")

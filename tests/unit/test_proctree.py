@@ -1,0 +1,83 @@
+"""The process tree under a process, read from /proc, on real processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from mcpctl.proctree import Process, descendants, is_running, kill_with_group, read_process, send
+
+TREE_COMMANDS = ["sh -c sleep 61 & wait", "sleep 60", "sleep 61"]
+
+
+def commands(processes: list[Process]) -> list[str]:
+    return sorted(process.command for process in processes)
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def tree() -> Iterator[subprocess.Popen[bytes]]:
+    """sh -> (sleep, a new session leader sh -> sleep), like ansible-playbook and its workers."""
+    shell = subprocess.Popen(
+        ["sh", "-c", "sleep 60 & setsid sh -c 'sleep 61 & wait' & wait"],
+        start_new_session=True,
+    )
+    # Until each has exec'd its final command (setsid first runs as itself).
+    wait_for(lambda: commands(descendants(shell.pid)) == TREE_COMMANDS)
+    yield shell
+    for process in descendants(shell.pid):
+        kill_with_group(process)
+    os.killpg(shell.pid, signal.SIGKILL)
+    shell.wait()
+
+
+def test_descendants_include_children_in_other_sessions(tree):
+    below = descendants(tree.pid)
+
+    assert commands(below) == TREE_COMMANDS
+    session_leader = next(process for process in below if process.command.startswith("sh"))
+    assert session_leader.group == session_leader.pid != tree.pid
+
+
+def test_kill_with_group_reaches_what_a_kill_of_the_parent_group_misses(tree):
+    below = descendants(tree.pid)
+    os.killpg(tree.pid, signal.SIGKILL)
+    tree.wait()
+
+    def survivors() -> list[Process]:
+        return [process for process in below if is_running(process)]
+
+    # SIGKILL lands a moment later; the other session is never reached.
+    wait_for(lambda: commands(survivors()) == ["sh -c sleep 61 & wait", "sleep 61"])
+
+    for process in survivors():
+        kill_with_group(process)
+    wait_for(lambda: survivors() == [])
+
+
+def test_a_pid_reused_by_another_process_is_left_alone():
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        current = read_process(sleeper.pid)
+        assert current is not None and is_running(current)
+        earlier = dataclasses.replace(current, started=current.started - 1)
+
+        assert not is_running(earlier)
+        send(earlier, signal.SIGKILL)
+        kill_with_group(earlier)
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()

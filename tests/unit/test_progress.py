@@ -1,0 +1,270 @@
+"""Progress and summary from real ansible-runner events, recorded on the sandbox.
+
+The fixtures in tests/fixtures/runner_events/ come from tests/fixtures/record_runner_events.py:
+- mixed: 4 nodes; node2 fails a task, node3 is down (unreachable), node4 fails a no_log task
+  whose command holds the secret "hunter2-not-shown"; node1 succeeds.
+- interrupted: `--tags slow --limit node1,node2`, stopped with SIGINT during the slow task.
+- no-hosts-matched: `--limit nosuchnode`: ansible-playbook exits before any play.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mcpctl.console import LineDisplay, TerminalDisplay
+from mcpctl.progress import (
+    NO_LOG_TEXT,
+    HostTally,
+    Notice,
+    RunProgress,
+    SummaryRow,
+    failure_message,
+    live_lines,
+    summary_table,
+)
+
+EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "runner_events"
+SECRET = "hunter2-not-shown"
+SPEC_ORDER = ("node1", "node2", "node3", "node4")
+
+
+def recorded(name: str) -> list[dict]:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def replay(name: str, until: int | None = None) -> tuple[RunProgress, list[Notice]]:
+    progress = RunProgress(SPEC_ORDER)
+    notices = []
+    for event in recorded(name)[:until]:
+        notices.extend(progress.apply(event))
+    return progress, notices
+
+
+def test_the_summary_of_a_finished_run_is_ansibles_recap():
+    progress, _ = replay("mixed")
+
+    rows = {row.host: row.tally for row in progress.host_rows()}
+
+    assert list(rows) == ["node1", "node2", "node3", "node4"]
+    assert rows["node1"] == HostTally(ok=3, changed=1, failed=0, unreachable=0, skipped=3)
+    assert rows["node2"] == HostTally(ok=3, changed=1, failed=1, unreachable=0, skipped=1)
+    assert rows["node3"] == HostTally(ok=0, changed=0, failed=0, unreachable=1, skipped=0)
+    assert rows["node4"] == HostTally(ok=3, changed=2, failed=1, unreachable=0, skipped=2)
+    assert progress.failed_hosts() == ["node2", "node4"]
+    assert progress.unreachable_hosts() == ["node3"]
+
+
+def test_counts_folded_from_events_agree_with_the_final_stats():
+    events = recorded("mixed")
+    assert events[-1]["event"] == "playbook_on_stats"
+    live, _ = replay("mixed", until=-1)
+    final, _ = replay("mixed")
+
+    assert live.stats is None
+    assert live.host_rows() == final.host_rows()
+
+
+def test_notices_name_the_play_the_tasks_and_each_host_result():
+    _, notices = replay("mixed")
+    texts = [notice.text for notice in notices]
+
+    assert texts[0] == "PLAY [Fixture play]"
+    assert "TASK [Reach the host]" in texts
+    assert "  node1: changed  ok=2 changed=1 failed=0 unreachable=0 skipped=0" in texts
+    assert all(notice.kind == "heading" for notice in notices if notice.text.startswith("TASK"))
+
+
+def test_failed_and_unreachable_hosts_print_their_message():
+    _, notices = replay("mixed")
+    problems = [notice.text for notice in notices if notice.kind == "problem"]
+
+    assert problems == [
+        "node3: UNREACHABLE: Task failed: Data could not be sent to remote host "
+        '"10.79.0.13". Make sure this host can be reached over ssh: ssh: connect to host '
+        "10.79.0.13 port 22: No route to host",
+        "node2: FAILED task [Fail where asked]: fixture failure on node2",
+        f"node4: FAILED task [Fail with a secret]: {NO_LOG_TEXT}",
+    ]
+
+
+def test_no_log_results_and_their_secrets_are_never_shown():
+    progress, notices = replay("mixed")
+    shown = "\n".join(
+        [
+            *(notice.text for notice in notices),
+            *live_lines(progress, "deploy", datetime.now(UTC), 200, 50),
+            summary_table(progress.host_rows()),
+            *progress.output_tail(),
+        ]
+    )
+
+    assert SECRET not in json.dumps(recorded("mixed"))  # ansible itself kept it out
+    assert SECRET not in shown
+    no_log_failure = next(
+        event
+        for event in recorded("mixed")
+        if event["event_data"].get("host") == "node4" and event["event"] == "runner_on_failed"
+    )
+    assert "censored" in no_log_failure["event_data"]["res"]
+
+
+def test_an_interrupted_run_reports_the_counts_so_far_of_the_hosts_it_reached():
+    progress, notices = replay("interrupted")
+
+    assert progress.stats is None
+    assert [row.host for row in progress.host_rows()] == ["node1", "node2"]
+    assert progress.task == "Sleep until interrupted"
+    assert [progress.host_status(host) for host in progress.hosts] == ["running", "running"]
+    assert notices[-1].text == "TASK [Sleep until interrupted]"
+
+
+def test_a_run_that_reached_no_host_keeps_what_ansible_said():
+    progress, notices = replay("no-hosts-matched")
+
+    assert progress.host_rows() == []
+    assert notices == []
+    assert progress.output_tail() == [
+        "[WARNING]: Could not match supplied host pattern, ignoring: nosuchnode",
+        "[ERROR]: Specified inventory, host pattern and/or --limit leaves us with no hosts "
+        "to target.",
+    ]
+
+
+def test_live_lines_show_play_task_elapsed_time_and_per_host_counts():
+    events = recorded("mixed")
+    # Up to node2's failure: the "Fail where asked" task is under way.
+    cut = next(
+        index + 1 for index, event in enumerate(events) if event["event"] == "runner_on_failed"
+    )
+    progress, _ = replay("mixed", until=cut)
+    started = progress.task_started
+    assert started is not None
+
+    lines = live_lines(progress, "deploy", started + timedelta(seconds=75), 200, 50)
+
+    assert lines == [
+        "deploy: PLAY [Fixture play] · TASK [Fail where asked] · 1m15s",
+        "  node1  ok=3 changed=1 failed=0 unreachable=0 skipped=2",
+        "  node2  ok=3 changed=1 failed=1 unreachable=0 skipped=1  FAILED",
+        "  node3  ok=0 changed=0 failed=0 unreachable=1 skipped=0  UNREACHABLE",
+        "  node4  ok=3 changed=2 failed=0 unreachable=0 skipped=1  running",
+    ]
+
+
+def test_live_lines_fit_the_terminal():
+    progress, _ = replay("mixed")
+
+    lines = live_lines(progress, "deploy", datetime.now(UTC), 40, 5)
+
+    # One line fewer than the terminal has: the cursor waits below the block.
+    assert len(lines) == 4
+    assert all(len(line) <= 39 for line in lines)
+    assert lines[-1] == "  … 2 more hosts (2 failed or unreacha…"
+
+
+def test_summary_table_aligns_the_numbers_under_their_headings():
+    rows = [
+        SummaryRow("head", HostTally(ok=12, changed=3)),
+        SummaryRow("worker-10", HostTally(ok=1, failed=1, skipped=140)),
+    ]
+
+    assert summary_table(rows) == (
+        "HOST       OK  CHANGED  FAILED  UNREACHABLE  SKIPPED\n"
+        "head       12        3       0            0        0\n"
+        "worker-10   1        0       1            0      140"
+    )
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        ({"msg": "boom", "changed": False}, "boom"),
+        (
+            {"msg": "non-zero return code", "rc": 2, "stderr": "warning\nE: no such package\n"},
+            "non-zero return code; rc=2; stderr: E: no such package",
+        ),
+        ({"msg": "secret", "_ansible_no_log": True}, NO_LOG_TEXT),
+        ({"censored": "the output has been hidden"}, NO_LOG_TEXT),
+        (
+            {
+                "msg": "One or more items failed",
+                "results": [
+                    {"failed": False, "item": "a"},
+                    {"failed": True, "item": "b", "msg": "bad b"},
+                    {"failed": True, "item": "pw", "_ansible_no_log": True, "msg": "pw=x"},
+                ],
+            },
+            f"One or more items failed; item b: bad b; item pw: {NO_LOG_TEXT}",
+        ),
+        ({}, "failed (no message)"),
+        ({"msg": "line one\n  line two"}, "line one line two"),
+    ],
+)
+def test_failure_message(result, message):
+    assert failure_message(result) == message
+
+
+def test_long_failure_messages_keep_their_start_and_their_end():
+    banner = "\n".join(
+        [
+            'Data could not be sent to remote host "10.0.0.1": @@@@@@@@@@@@@@@@@@@@@@@@@',
+            "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @",
+            *["It is also possible that a host key has just been changed."] * 3,
+            "Host key verification failed.",
+        ]
+    )
+    long = "start " + "x" * 5000 + " end"
+
+    assert failure_message({"msg": banner, "unreachable": True}) == (
+        'Data could not be sent to remote host "10.0.0.1": @@@@@@@@@@@@@@@@@@@@@@@@@ … '
+        "Host key verification failed."
+    )
+    assert len(failure_message({"msg": long})) <= 400
+    assert failure_message({"msg": long}).startswith("start x")
+    assert failure_message({"msg": long}).endswith("x end")
+
+
+def test_line_display_prints_every_notice():
+    stream = io.StringIO()
+    display = LineDisplay(stream)
+    _, notices = replay("mixed")
+
+    display.show(notices)
+    display.redraw(["ignored"])
+
+    assert stream.getvalue().splitlines() == [notice.text for notice in notices]
+
+
+def test_terminal_display_keeps_problems_and_redraws_the_block_in_place():
+    stream = io.StringIO()
+    display = TerminalDisplay(stream, verbose=False)
+
+    display.redraw(["deploy: starting"])
+    display.show([Notice("heading", "TASK [x]"), Notice("problem", "node2: FAILED ...")])
+    display.redraw(["deploy: TASK [x]", "  node2 ..."])
+    display.redraw(["deploy: TASK [x]", "  node2 ..."])  # unchanged: nothing written
+    display.close()
+
+    assert stream.getvalue() == (
+        "deploy: starting\n"
+        "\x1b[1F\x1b[J"
+        "node2: FAILED ...\n"
+        "deploy: TASK [x]\n"
+        "  node2 ...\n"
+        "\x1b[2F\x1b[J"
+    )
+
+
+def test_verbose_terminal_display_keeps_every_notice():
+    stream = io.StringIO()
+    display = TerminalDisplay(stream, verbose=True)
+
+    display.show([Notice("heading", "TASK [x]"), Notice("result", "  node1: ok")])
+    display.close()
+
+    assert stream.getvalue() == "TASK [x]\n  node1: ok\n"
