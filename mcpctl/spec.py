@@ -33,7 +33,8 @@ from mcpctl.specerror import FieldPath, SpecError, SpecProblem
 
 DEFAULT_RAY_VERSION = "2.60.0"
 DEFAULT_TORCH_VERSION = "2.13.0"
-DEFAULT_DRIVER_BRANCH = "550"
+# 535 is the production branch that Debian 12, Ubuntu and the RHEL 9 module streams all carry.
+DEFAULT_DRIVER_BRANCH = "535"
 
 # Characters a POSIX shell gives a meaning to. Names end up in shell commands, file names and
 # Ray labels on the nodes, so they are refused outright rather than quoted everywhere.
