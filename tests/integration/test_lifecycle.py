@@ -80,8 +80,9 @@ class PlaybookRun:
         return self.output["stats"]
 
     def changed_tasks(self, host: str) -> list[str]:
+        """Names of the tasks that changed `host`, without their "role : " prefix."""
         return [
-            task["task"]["name"]
+            task["task"]["name"].split(" : ")[-1]
             for play in self.output["plays"]
             for task in play["tasks"]
             if task["hosts"].get(host, {}).get("changed")
