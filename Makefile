@@ -53,8 +53,8 @@ molecule: export MCP_SANDBOX_SUBNET = 10.75.0.0/24
 molecule: venv
 	$(BIN)/mcpctl sandbox prepare
 	eval "$$($(BIN)/mcpctl sandbox env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
-	  molecule test -s common && \
-	  molecule test -s nvidia_driver; status=$$?; $(BIN)/mcpctl sandbox down; exit $$status
+	  molecule test -s common && molecule test -s nvidia_driver && molecule test -s cluster; \
+	  status=$$?; $(BIN)/mcpctl sandbox down; exit $$status
 
 bench: venv
 	$(BIN)/python bench/cli_startup.py
