@@ -51,8 +51,8 @@ class LineDisplay:
 
 class TerminalDisplay:
     """Keeps a block of lines at the bottom of the terminal and redraws it in place; notices
-    scroll above it. Only problems are kept as lines unless `verbose`, since the block already
-    shows the current play, task and per-host counts."""
+    scroll above it. Only reports and problems are kept as lines unless `verbose`, since the
+    block already shows the current play, task and per-host counts."""
 
     live = True
 
@@ -64,7 +64,9 @@ class TerminalDisplay:
 
     def show(self, notices: Sequence[Notice]) -> None:
         self._pending.extend(
-            notice.text for notice in notices if self._verbose or notice.kind == "problem"
+            notice.text
+            for notice in notices
+            if self._verbose or notice.kind in ("report", "problem")
         )
 
     def redraw(self, block: Sequence[str]) -> None:

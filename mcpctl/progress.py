@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-NoticeKind = Literal["heading", "result", "problem"]
+NoticeKind = Literal["heading", "result", "report", "problem"]
+# A playbook's debug messages are its report to the operator (health tables, "skipped: no GPU").
+_REPORT_ACTIONS = frozenset({"debug", "ansible.builtin.debug"})
 
 # Ansible's own wording for a no_log result; a result carrying it says nothing else.
 NO_LOG_TEXT = "output hidden (no_log)"
@@ -141,7 +143,8 @@ class RunProgress:
             if result.get("changed"):
                 tally.changed += 1
                 outcome = "changed" if name == "runner_on_ok" else outcome
-        return [Notice("result", f"  {host}: {outcome:<8} {tally.counts_text()}")]
+        notices = [Notice("result", f"  {host}: {outcome:<8} {tally.counts_text()}")]
+        return notices + _report(host, data, result)
 
     def _host(self, host: str) -> _HostState:
         return self._hosts.setdefault(host, _HostState())
@@ -206,6 +209,15 @@ class RunProgress:
 _RESULT_EVENTS = frozenset(
     {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
 )
+
+
+def _report(host: str, data: Mapping[str, Any], result: Mapping[str, Any]) -> list[Notice]:
+    message = result.get("msg")
+    if data.get("task_action") not in _REPORT_ACTIONS or result.get("_ansible_no_log"):
+        return []
+    if not isinstance(message, str) or not message or message == "Hello world!":
+        return []
+    return [Notice("report", f"  {host}: {line}") for line in message.splitlines()]
 
 
 def failure_message(result: Mapping[str, Any]) -> str:

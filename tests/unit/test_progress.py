@@ -268,3 +268,32 @@ def test_verbose_terminal_display_keeps_every_notice():
     display.close()
 
     assert stream.getvalue() == "TASK [x]\n  node1: ok\n"
+
+
+def _debug_result(msg: str, *, no_log: bool = False) -> dict:
+    res = {"msg": msg, "changed": False}
+    if no_log:
+        res = {"censored": NO_LOG_TEXT, "_ansible_no_log": True, "changed": False}
+    return {
+        "event": "runner_on_ok",
+        "event_data": {"host": "node1", "task_action": "ansible.builtin.debug", "res": res},
+    }
+
+
+def test_debug_messages_are_the_playbooks_report_and_reach_a_terminal():
+    progress = RunProgress(SPEC_ORDER)
+    notices = progress.apply(_debug_result("node  ray\nnode1 active"))
+    reports = [n.text for n in notices if n.kind == "report"]
+    assert reports == ["  node1: node  ray", "  node1: node1 active"]
+    out = io.StringIO()
+    terminal = TerminalDisplay(out, verbose=False)
+    terminal.show(notices)
+    terminal.redraw([])
+    terminal.close()
+    assert "node1 active" in out.getvalue()
+    assert "ok=1" not in out.getvalue()  # plain results stay in the live block only
+
+
+def test_a_no_log_debug_result_reports_nothing():
+    notices = RunProgress(SPEC_ORDER).apply(_debug_result("", no_log=True))
+    assert [n for n in notices if n.kind == "report"] == []
