@@ -60,4 +60,4 @@ bench: venv
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/inventory.py
 	$(BIN)/python bench/agents.py
-	$(BIN)/python bench/ansible_cfg.py
+	$(BIN)/python bench/deploy.py
