@@ -126,7 +126,7 @@ def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
         ssub,
         "prepare",
         "mcpctl.sandbox.cli:cmd_prepare",
-        "build the image, network and gateway services only (used by Molecule)",
+        "image, network, gateway services and wheelhouse, no nodes (used by Molecule)",
     )
     _command(
         ssub,

@@ -40,7 +40,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     layout = SandboxLayout.default()
-    cluster.prepare(layout)
+    cluster.prepare_with_wheelhouse(layout)
     print(f"sandbox engine ready: network {layout.name}, gateway {layout.gateway}")
     return 0
 

@@ -47,6 +47,13 @@ def prepare(layout: SandboxLayout) -> Podman:
     return podman
 
 
+def prepare_with_wheelhouse(layout: SandboxLayout) -> None:
+    """What Molecule's scenarios need: `prepare`, and the wheelhouse the cluster scenario
+    installs from."""
+    prepare(layout)
+    wheelhouse.fill(layout)
+
+
 def ensure_ssh_key(layout: SandboxLayout) -> None:
     layout.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not layout.private_key.exists():
