@@ -36,15 +36,17 @@ class UpResult:
     seconds_to_ssh: float
 
 
-def prepare(layout: SandboxLayout) -> Podman:
-    """Image, network, SSH key and gateway services: everything but the nodes."""
+def prepare(layout: SandboxLayout) -> tuple[Podman, str]:
+    """Image, network, SSH key and gateway services: everything but the nodes.
+
+    Returns the engine and the node image's tag."""
     podman = Podman(layout)
     podman.write_config(default_network=False)
-    ensure_image(podman)
+    image = ensure_image(podman)
     ensure_network(podman)
     ensure_ssh_key(layout)
     services.start_all(layout)
-    return podman
+    return podman, image
 
 
 def prepare_with_wheelhouse(layout: SandboxLayout) -> None:
@@ -83,10 +85,9 @@ def up(layout: SandboxLayout, count: int, fill_wheelhouse: bool) -> UpResult:
     if os.geteuid() != 0:
         raise McpError("the sandbox runs rootful podman: run mcpctl sandbox as root")
     nodes = wanted_nodes(layout, count)
-    podman = prepare(layout)
+    podman, image = prepare(layout)
     started = time.monotonic()
     _remove_extra_nodes(podman, nodes)
-    image = ensure_image(podman)
     for node in nodes:
         start_node(podman, node, image)
     host_keys = wait_for_all(podman, nodes, SSH_TIMEOUT_SECONDS)
