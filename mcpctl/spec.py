@@ -169,6 +169,22 @@ def address_identity(address: str) -> str:
         return address.lower()
 
 
+def check_network(value: str) -> str:
+    """An IPv4/IPv6 network in CIDR notation, written without host bits."""
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise SpecFault(
+            f"{value!r} is not a network in CIDR notation",
+            "write it as address/prefix, e.g. 10.0.0.0/24 or fd00::/64",
+        ) from None
+    raise SpecFault(f"{value!r} has host bits set", f"write the network: {network}")
+
+
 def check_version(value: Any) -> Any:
     # Before str coercion: YAML reads 2.60 as the float 2.6, which would silently change it.
     if isinstance(value, float):
@@ -321,6 +337,7 @@ EMPTY_IS_DEFAULT = BeforeValidator(_none_to_empty_mapping)
 Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
 Version = Annotated[str, BeforeValidator(check_version), AfterValidator(check_version_text)]
 Url = Annotated[str, AfterValidator(check_url)]
+Network = Annotated[str, AfterValidator(check_network)]
 LabelKey = Annotated[str, AfterValidator(check_label_key)]
 GpuSetting = Annotated[bool | Literal["auto"], PlainValidator(parse_gpu)]
 Role = Literal["head", "worker"]
@@ -370,6 +387,7 @@ class RaySpec(_SpecModel):
     object_manager_port: Port = 6381
     min_worker_port: Port = 10002
     max_worker_port: Port = 10999
+    allowed_networks: list[Network] = Field(default_factory=list)
 
     def fixed_ports(self) -> dict[str, int]:
         """The single-port settings, by field name (the worker range excluded)."""

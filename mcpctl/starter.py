@@ -30,6 +30,7 @@ def render_starter_spec(
     known_hosts: str | None = None,
     apt_proxy: str | None = None,
     wheelhouse: str | None = None,
+    allowed_networks: list[str] | None = None,
 ) -> str:
     """A commented cluster spec. `nodes` are (name, address); the first is the head.
 
@@ -49,6 +50,7 @@ def render_starter_spec(
         known_hosts=known_hosts,
         apt_proxy=apt_proxy,
         wheelhouse=wheelhouse,
+        allowed_networks=allowed_networks or [],
         ssh=SshSpec(),
         ray=RaySpec(),
         python=PythonSpec(),

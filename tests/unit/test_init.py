@@ -97,6 +97,7 @@ def test_render_starter_spec_with_all_options(tmp_path: Path):
         known_hosts="/state/ssh/known_hosts",
         apt_proxy="http://10.89.0.1:3142",
         wheelhouse="http://10.89.0.1:8080/wheels/",
+        allowed_networks=["10.89.0.0/24"],
     )
 
     spec = parse_spec(text, base_dir=tmp_path)
@@ -107,6 +108,7 @@ def test_render_starter_spec_with_all_options(tmp_path: Path):
     assert spec.ssh.known_hosts == "/state/ssh/known_hosts"
     assert spec.apt_proxy == "http://10.89.0.1:3142"
     assert spec.python.wheelhouse == "http://10.89.0.1:8080/wheels/"
+    assert spec.ray.allowed_networks == ["10.89.0.0/24"]
 
 
 def test_render_starter_spec_quotes_values_yaml_would_misread():

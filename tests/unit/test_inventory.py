@@ -36,6 +36,8 @@ nodes:
   - {name: w1, address: gpu1.lab, gpu: true, labels: {num: 7}}
   - {name: w2, address: 10.0.0.7}
 apt_proxy: http://10.89.0.1:3142
+ray:
+  allowed_networks: ["FD00:0::/64"]
 python:
   wheelhouse: http://10.89.0.1:8080/wheels/
 """
@@ -93,6 +95,7 @@ def test_group_vars(tmp_path: Path):
     assert group_vars["mcp_ray_version"] == "2.60.0"
     assert group_vars["mcp_ray_port"] == 6379
     assert group_vars["mcp_ray_dashboard_expose"] is False
+    assert group_vars["mcp_ray_allowed_networks"] == ["fd00::/64"]
     assert group_vars["mcp_ray_head_address"] == "fd00::1"
     assert group_vars["mcp_python_wheelhouse"] == "http://10.89.0.1:8080/wheels/"
     assert group_vars["mcp_python_index_url"] is None

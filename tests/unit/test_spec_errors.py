@@ -86,6 +86,18 @@ BROKEN_SPECS = {
         "node 'node1' on line 7 is the head already",
     ),
     "no head": Broken(replace("    role: head\n", ""), 4, "nodes", "set 'role: head'"),
+    "network with host bits": Broken(
+        VALID_SPEC + "ray:\n  allowed_networks: [10.0.0.0/8, 10.0.0.5/24]\n",
+        15,
+        "ray.allowed_networks[1]",
+        "has host bits set — write the network: 10.0.0.0/24",
+    ),
+    "network that is not CIDR": Broken(
+        VALID_SPEC + "ray:\n  allowed_networks:\n    - 10.0.0.0/33\n",
+        16,
+        "ray.allowed_networks[0]",
+        "not a network in CIDR notation",
+    ),
     "port out of range": Broken(
         VALID_SPEC + "ray:\n  port: 70000\n", 15, "ray.port", "from 1 to 65535"
     ),
