@@ -134,7 +134,7 @@ def _write_spec_and_inventory(layout: SandboxLayout, nodes: list[Node]) -> None:
         known_hosts=str(layout.known_hosts),
         apt_proxy=services.apt_proxy_url(layout),
         wheelhouse=services.wheelhouse_url(layout) if wheelhouse.is_filled(layout) else None,
-        allowed_networks=[str(layout.subnet)],
+        allowed_networks=[str(layout.node_network)],
     )
     layout.spec_file.write_text(text)
     write_inventory(load_spec(layout.spec_file), layout.inventory_dir)

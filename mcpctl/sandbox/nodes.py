@@ -34,8 +34,8 @@ class Node:
 
 
 def wanted_nodes(layout: SandboxLayout, count: int) -> list[Node]:
-    if not 1 <= count <= 200:
-        raise McpError(f"--nodes must be between 1 and 200, not {count}")
+    if not 1 <= count <= layout.max_nodes:
+        raise McpError(f"--nodes must be between 1 and {layout.max_nodes}, not {count}")
     return [Node(layout.node_name(i), layout.node_address(i)) for i in range(1, count + 1)]
 
 

@@ -126,9 +126,22 @@ class SandboxLayout:
     def gateway(self) -> str:
         return str(self.subnet.network_address + 1)
 
-    def node_address(self, index: int, first_host: int = 11) -> str:
-        """Address of node `index` (1-based); Molecule uses another `first_host` to not clash."""
-        return str(self.subnet.network_address + first_host + index - 1)
+    @cached_property
+    def node_network(self) -> ipaddress.IPv4Network:
+        """The subnet's upper half, which holds the nodes (Molecule's fixed hosts use the lower).
+
+        The cluster's firewall admits it whole, so adding a node changes no other node, while
+        the gateway (this machine), which is no cluster node, stays outside it.
+        """
+        return list(self.subnet.subnets(prefixlen_diff=1))[1]
+
+    @property
+    def max_nodes(self) -> int:
+        return self.node_network.num_addresses - 2
+
+    def node_address(self, index: int) -> str:
+        """Address of node `index` (1-based)."""
+        return str(self.node_network.network_address + index)
 
     def node_name(self, index: int) -> str:
         return f"node{index}"

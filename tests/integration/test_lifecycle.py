@@ -138,12 +138,12 @@ def test_scale_to_four_changes_only_the_new_node(cluster: Cluster) -> None:
     assert scale.rc == 0, scale
     assert cluster.alive_nodes() == ["node1", "node2", "node3", "node4"]
     assert scale.stats["node4"]["changed"] > 0
-    # The sandbox spec admits its subnet whole (ray.allowed_networks), so node4 is already
-    # inside every firewall: nothing else changes.
+    # The sandbox spec admits its nodes' network whole (ray.allowed_networks), so node4 is
+    # already inside every firewall: nothing else changes.
     for host in ("node1", "node2", "node3"):
         assert scale.stats[host]["changed"] == 0, scale.changed_tasks(host)
     cluster_set = cluster.ssh("node1", "sudo nft list set inet mcp_ray cluster_v4")
-    assert str(cluster.layout.subnet) in cluster_set
+    assert str(cluster.layout.node_network) in cluster_set
     assert cluster.layout.node_address(4) not in cluster_set
 
 
