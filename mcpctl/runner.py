@@ -163,8 +163,8 @@ def _runner_arguments(run: PlaybookRun, ident: str) -> dict[str, Any]:
         "verbosity": run.verbosity or None,
         "roles_path": str(run.project_dir / "roles"),
         "envvars": _environment(run),
-        # Otherwise ansible-runner points the fact cache into this run's artifacts, and the
-        # facts ansible.cfg keeps across runs (scale, health...) would be gathered every time.
+        # Otherwise ansible-runner keeps facts across runs in its artifacts, which ansible.cfg
+        # avoids on purpose: a run gathers each host's facts once, fresh.
         "fact_cache_type": None,
         # Extra vars would otherwise be written to env/ and, if that file exists, reused by
         # later runs instead of theirs.

@@ -102,14 +102,7 @@ def up(layout: SandboxLayout, count: int, fill_wheelhouse: bool) -> UpResult:
 def _remove_extra_nodes(podman: Podman, nodes: list[Node]) -> None:
     wanted = {node.container(podman.layout) for node in nodes}
     extra = [c["Names"][0] for c in sandbox_containers(podman) if c["Names"][0] not in wanted]
-    _remove_nodes(podman, extra)
-
-
-def _remove_nodes(podman: Podman, containers: list[str]) -> None:
-    remove_containers(podman, containers)
-    for container in containers:
-        node = container.removeprefix(f"{podman.layout.name}-")
-        (podman.layout.ansible_fact_cache / node).unlink(missing_ok=True)
+    remove_containers(podman, extra)
 
 
 def _write_known_hosts(layout: SandboxLayout, nodes: list[Node], keys: dict[str, str]) -> None:
@@ -144,7 +137,7 @@ def down(layout: SandboxLayout, purge: bool) -> None:
     podman = Podman(layout)
     # A configuration naming no default network works whether or not that network exists.
     podman.write_config(default_network=False)
-    _remove_nodes(podman, [c["Names"][0] for c in sandbox_containers(podman)])
+    remove_containers(podman, [c["Names"][0] for c in sandbox_containers(podman)])
     remove_network(podman)
     services.stop_all(layout)
     engine_idle = _engine_idle(podman)

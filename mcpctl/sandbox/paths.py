@@ -102,12 +102,6 @@ class SandboxLayout:
     def services_dir(self) -> Path:
         return self.state_dir / "services"
 
-    # Ansible's fact cache (ansible.cfg's fact_caching_connection): facts of a removed node
-    # must not outlive it, or a new node of the same name would inherit them.
-    @cached_property
-    def ansible_fact_cache(self) -> Path:
-        return self.shared_cache_dir / "ansible-facts"
-
     # Caches: slow to rebuild, safe to keep between `up`s.
     @cached_property
     def image_storage(self) -> Path:

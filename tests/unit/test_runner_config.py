@@ -72,7 +72,7 @@ def test_the_environment_keeps_the_projects_settings(run):
 
     assert env["ANSIBLE_CONFIG"] == str(PROJECT / "ansible.cfg")
     assert env["ANSIBLE_ROLES_PATH"] == str(PROJECT / "roles")
-    # Strict host keys, and ansible.cfg's own fact cache.
+    # Strict host keys, and no fact cache kept across runs.
     assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     assert "ANSIBLE_CACHE_PLUGIN_CONNECTION" not in env
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
