@@ -29,8 +29,12 @@ SANDBOX_ENV = {"MCP_SANDBOX_NAME": "mcp-bench", "MCP_SANDBOX_SUBNET": "10.72.0.0
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    # Ansible's warnings (interpreter discovery under the defaults...) only on failure.
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed:\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
+    return elapsed
 
 
 def main() -> None:
