@@ -84,6 +84,7 @@ def start_node(podman: Podman, node: Node, image: str) -> None:
     layout = podman.layout
     name = node.container(layout)
     if podman.exists("container", name):
+        _check_address(podman, node)
         podman.run(["start", name])
         return
     sysctls = [f"--sysctl={key}={value}" for key, value in NODE_SYSCTLS.items()]
@@ -111,6 +112,25 @@ def start_node(podman: Podman, node: Node, image: str) -> None:
             image,
         ]
     )
+
+
+def _check_address(podman: Podman, node: Node) -> None:
+    # Sandboxes made by an earlier version put their nodes elsewhere in the subnet.
+    networks = podman.run(
+        [
+            "container",
+            "inspect",
+            "--format",
+            "{{json .NetworkSettings.Networks}}",
+            node.container(podman.layout),
+        ]
+    )
+    address = (json.loads(networks.stdout or "{}").get(podman.layout.name) or {}).get("IPAddress")
+    if address and address != node.address:
+        raise McpError(
+            f"{node.name} runs at {address}, but this sandbox puts it at {node.address} — "
+            "remove the old sandbox with `mcpctl sandbox down`, then run `mcpctl sandbox up` again"
+        )
 
 
 def remove_containers(podman: Podman, names: list[str]) -> None:
