@@ -53,7 +53,8 @@ molecule: export MCP_SANDBOX_SUBNET = 10.75.0.0/24
 molecule: venv
 	$(BIN)/mcpctl sandbox prepare
 	eval "$$($(BIN)/mcpctl sandbox env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
-	  molecule test -s common && molecule test -s nvidia_driver && molecule test -s cluster; \
+	  molecule test -s common && molecule test -s nvidia_driver && molecule test -s python_env && \
+	  molecule test -s ray_cluster && molecule test -s agent_runtime && molecule test -s cluster; \
 	  status=$$?; $(BIN)/mcpctl sandbox down; exit $$status
 
 bench: venv
