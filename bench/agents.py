@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import platform
@@ -93,6 +94,9 @@ async def throughput_and_latency(args) -> dict:
     await raw.warm()
     await drive(runtime.process, 300, concurrency=args.concurrency)  # warm-up
     await drive(raw.process, 300, concurrency=args.concurrency)
+    # The load generator's own full collections (55-120 ms over the ~240k objects Ray and
+    # torch leave here) would otherwise land in either column at random.
+    gc.freeze()
     results: dict[str, RunStats] = {}
     # Interleave the two and keep the better run of each: this 2-core machine is noisy.
     for _ in range(2):
