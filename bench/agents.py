@@ -50,10 +50,11 @@ class RawPipeline:
     def __init__(self, spec) -> None:
         def actors(name):
             agent = spec.agent(name)
-            return [
-                RawAgent.options(num_cpus=agent.resources.num_cpus).remote(agent)
-                for _ in range(agent.replicas)
-            ]
+            # The runtime's replica priority (nice 0, not Ray's 15), so that the two columns
+            # differ by the runtime's own work, not by how the kernel ranks them.
+            nice_0 = {"env_vars": {"RAY_worker_niceness": "0"}}
+            options = {"num_cpus": agent.resources.num_cpus, "runtime_env": nice_0}
+            return [RawAgent.options(**options).remote(agent) for _ in range(agent.replicas)]
 
         self.detectors = actors("detector")
         self.deciders = actors("decider")
