@@ -3,7 +3,8 @@
     .venv/bin/python bench/agents.py [--messages 3000] [--rates 50,200]
 
 1. pipeline throughput through the runtime vs raw Ray actor calls doing the same work
-   (same agent classes, same routing by host, no supervisor/dedup/checkpoints/backpressure)
+   (same agent classes, same routing by host and the same nice 0 priority; no supervisor,
+   dedup, checkpoints or backpressure)
 2. decision latency (detector + decider) at fixed open-loop arrival rates
 3. model inference: one actor call per item vs many items per call, micro-batched
 4. consistent-hash keys moved when one replica is added to N
