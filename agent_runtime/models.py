@@ -4,6 +4,11 @@ An actor call costs far more than a small forward pass, so concurrent `infer` ca
 gathered into one batch: up to `max_batch_size` items, waiting at most `max_wait_ms` after
 the first one arrives. Under light load a request waits at most that long; under heavy
 load batches fill immediately.
+
+`max_wait_ms=0` waits for nothing: a batch is whatever is queued when the model is free, so
+requests that arrive during a forward pass form the next batch. Prefer it for latency. Any
+wait above 0 costs a lone request at least about 1 ms, whatever its value: the asyncio event
+loop sleeps through epoll, whose timeout is whole milliseconds, rounded up.
 """
 
 from __future__ import annotations

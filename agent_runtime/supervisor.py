@@ -123,6 +123,11 @@ class Supervisor:
             "max_task_retries": -1,
             "max_concurrency": slot.agent.max_concurrency,
             "scheduling_strategy": "SPREAD",
+            # Ray starts workers at nice 15 so they yield to its GCS and raylet, and so to
+            # every other process on the node: on a busy node a replica then waits tens of ms
+            # for a CPU while holding messages. Replicas are latency-bound services, so they
+            # get the default priority, as Ray gives job drivers (its job manager does this).
+            "runtime_env": {"env_vars": {"RAY_worker_niceness": "0"}},
             **placement.avoiding(self._bad_nodes),
         }
         slot.handle = (
