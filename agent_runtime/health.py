@@ -334,10 +334,17 @@ class HealthMonitor:
         self._ensure_running()
 
     def _resolve(self, node: str) -> str:
-        """A node id or a unique prefix of one (status shows 12 characters)."""
-        matches = [node_id for node_id in self._nodes if node_id.startswith(node)]
+        """A node's hostname (what status shows), its id, or a unique prefix of the id."""
+        matches = [
+            node_id
+            for node_id, health in self._nodes.items()
+            if (health.sample or {}).get("hostname") == node
+        ] or [node_id for node_id in self._nodes if node_id.startswith(node)]
         if len(matches) != 1:
-            raise ValueError(f"{node!r} matches {len(matches)} known nodes; give more of the id")
+            raise ValueError(
+                f"{node!r} matches {len(matches)} known nodes; give its hostname, "
+                "as `mcpctl status` shows it, or more of its id"
+            )
         return matches[0]
 
     async def cordon(self, node: str, reason: str = "cordoned by operator") -> str:

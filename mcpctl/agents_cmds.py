@@ -190,6 +190,11 @@ def cmd_uncordon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_label(node: dict[str, Any]) -> str:
+    """The node's hostname (node1, gpu-07...) once its probe reported, else its Ray id's start."""
+    return (node.get("sample") or {}).get("hostname") or node["node_id"][:12]
+
+
 def _node_line(node: dict[str, Any]) -> str:
     sample = node.get("sample") or {}
 
@@ -199,7 +204,7 @@ def _node_line(node: dict[str, Any]) -> str:
     gpus = sample.get("gpus") or []
     gpu = ",".join(f"{g.get('temperature_c', '-')}C" for g in gpus) if gpus else "none"
     return (
-        f"{node['node_id'][:12]:12} {node['address']:15} {node['status']:10} "
+        f"{_node_label(node):12} {node['address']:15} {node['status']:10} "
         f"{value('cpu_percent'):>4} {value('memory_percent'):>4} {value('disk_percent'):>4} "
         f"{gpu:10} {len(node.get('agents', []))}"
     )
@@ -217,11 +222,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(_node_line(node))
         lines += [f"    ! {reason}" for reason in node.get("reasons", [])]
         lines += [f"    - {agent}" for agent in node.get("agents", [])]
+    labels = {node["node_id"]: _node_label(node) for node in data["nodes"]}
     for deployment in data["deployments"]:
         lines.append(f"deployment {deployment['deployment']}")
         lines.append(f"    {'REPLICA':20} {'NODE':12} {'PROCESSED':>10} {'DUPLICATES':>10}")
         for replica in deployment.get("replicas", []):
-            node = (replica["node_id"] or "-")[:12] + ("" if replica["reachable"] else " (?)")
+            node_id = replica["node_id"] or "-"
+            node = labels.get(node_id, node_id[:12]) + ("" if replica["reachable"] else " (?)")
             lines.append(
                 f"    {replica['id']:20} {node:12} {replica.get('processed', '-'):>10} "
                 f"{replica.get('duplicates', '-'):>10}"

@@ -196,7 +196,9 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
     cordon = _command(
         asub, "cordon", "mcpctl.agents_cmds:cmd_cordon", "drain agents off a node (maintenance)"
     )
-    cordon.add_argument("node", help="node id, or a unique prefix as 'mcpctl status' shows")
+    cordon.add_argument(
+        "node", help="the node's hostname as 'mcpctl status' shows it, its id, or an id prefix"
+    )
     cordon.add_argument("--reason", default="cordoned by operator")
     _cluster_options(cordon)
     uncordon = _command(
@@ -205,7 +207,7 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
         "mcpctl.agents_cmds:cmd_uncordon",
         "let a node take agents again once it passes its health checks",
     )
-    uncordon.add_argument("node")
+    uncordon.add_argument("node", help="hostname, id or id prefix, as for cordon")
     _cluster_options(uncordon)
 
     cluster_status = _command(

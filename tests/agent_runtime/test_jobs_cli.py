@@ -132,6 +132,9 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
     code, out = _mcpctl(capsys, address, "agents", "status", "ops")
     assert code == 0 and "deployment ops" in out and "detector.1" in out, out
 
+    code, out = _mcpctl(capsys, address, "status")
+    hostname = report["nodes"][0]["sample"]["hostname"]
+    assert code == 0 and out.splitlines()[1].split()[0] == hostname, out
     node = report["nodes"][0]["node_id"][:12]
     code, out = _mcpctl(capsys, address, "agents", "cordon", "0000nosuchnode")
     assert code == 2 and "matches 0 known nodes" in out, out
@@ -143,6 +146,10 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
     # The only node: nowhere to move to, so the agents stay rather than go pending.
     assert len(cordoned["agents"]) == 5
     code, out = _mcpctl(capsys, address, "agents", "uncordon", node)
+    assert code == 0 and "uncordoned" in out, out
+    code, out = _mcpctl(capsys, address, "agents", "cordon", hostname)
+    assert code == 0 and "cordoned" in out, out
+    code, out = _mcpctl(capsys, address, "agents", "uncordon", hostname)
     assert code == 0 and "uncordoned" in out, out
 
     # Node health reaches Prometheus through Ray's metrics agent (exported every few seconds).
