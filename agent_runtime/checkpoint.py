@@ -13,7 +13,7 @@ from typing import Any
 
 from ray.experimental import internal_kv
 
-NAMESPACE = "mcp-agents"
+from agent_runtime.constants import NAMESPACE
 
 
 @dataclass

@@ -21,10 +21,9 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agent_runtime import metrics, placement
+from agent_runtime.constants import MONITOR_NAME, NAMESPACE
 from agent_runtime.spec import HealthSpec
 
-NAMESPACE = "mcp-agents"
-MONITOR_NAME = "mcp-health-monitor"
 HEALTHY, UNHEALTHY, CORDONED, DEAD = "healthy", "unhealthy", "cordoned", "dead"
 
 

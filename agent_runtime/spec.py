@@ -1,28 +1,25 @@
 """agents.yaml: which agents to run, how many, with what resources and routing.
 
-Errors name the file and the line of the offending value: the YAML is composed into nodes
-first so each value's position survives into pydantic's error locations.
+Errors name the file, the line of the offending value and the fix, as the cluster spec's do:
+both are read by `specfile` (duplicate keys refused, every field's line kept).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mcpctl.errors import UsageError
+from specfile.errors import SpecError, SpecFault, SpecProblem
+from specfile.messages import problems_from_validation_error
+from specfile.yamlmap import parse_yaml
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,40}$"
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _UNITS.update({"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40})
-
-
-class SpecError(UsageError):
-    """A bad agents.yaml; the message carries file:line."""
 
 
 class _Strict(BaseModel):
@@ -39,7 +36,10 @@ class Resources(_Strict):
     def _gpu_share(cls, value: float) -> float:
         # Ray accepts a fraction of one GPU or whole GPUs, not 1.5.
         if value > 1 and value != int(value):
-            raise ValueError("num_gpus above 1 must be a whole number")
+            raise SpecFault(
+                f"num_gpus {value:g} is neither a fraction of one GPU nor whole GPUs",
+                "use a share of one GPU (0.25) or a whole number (2)",
+            )
         return value
 
     @field_validator("memory", mode="before")
@@ -49,7 +49,9 @@ class Resources(_Strict):
             return value
         match = _MEMORY.match(str(value).strip())
         if not match:
-            raise ValueError(f"memory {value!r}: use bytes or a size like 512Mi, 2Gi, 1G")
+            raise SpecFault(
+                f"memory {value!r} is not a size", "use bytes or a size like 512Mi, 2Gi, 1G"
+            )
         return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
 
     def ray_options(self) -> dict[str, Any]:
@@ -90,6 +92,8 @@ class HealthSpec(_Strict):
 
 
 class DeploymentSpec(_Strict):
+    SPEC_REFERENCE: ClassVar[str] = "agent_runtime/README.md"
+
     name: str = Field(pattern=NAME_PATTERN)
     agents: list[AgentSpec] = Field(min_length=1)
     health: HealthSpec = Field(default_factory=HealthSpec)
@@ -100,7 +104,10 @@ class DeploymentSpec(_Strict):
         names = [agent.name for agent in agents]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"agent names must be unique; repeated: {', '.join(duplicates)}")
+            raise SpecFault(
+                f"agent names must be unique; repeated: {', '.join(duplicates)}",
+                "give each agent its own name",
+            )
         return agents
 
     def agent(self, name: str) -> AgentSpec:
@@ -110,46 +117,20 @@ class DeploymentSpec(_Strict):
         raise KeyError(name)
 
 
-def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result = {}
-        for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
-            result[key] = _to_python(value_node, (*path, key), lines)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
-
-
-def _line_of(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
-    # Missing fields have no line of their own: report their parent mapping's.
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
-
-
 def parse_spec(text: str, source: str = "<string>") -> DeploymentSpec:
+    document = parse_yaml(text, source)
+    if not isinstance(document.data, dict):
+        problem = SpecProblem(
+            "expected a mapping with 'name:' and 'agents:'",
+            "start with 'name: <deployment>' and an 'agents:' list (see the examples)",
+            line=1,
+        )
+        raise SpecError(source, [problem])
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise SpecError(f"{source}:{line}: invalid YAML: {error}") from None
-    if root is None:
-        raise SpecError(f"{source}:1: empty file; expected 'name:' and 'agents:'")
-    lines: dict[tuple[Any, ...], int] = {}
-    data = _to_python(root, (), lines)
-    try:
-        return DeploymentSpec.model_validate(data)
+        return DeploymentSpec.model_validate(document.data)
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-            problems.append(f"{source}:{_line_of(item['loc'], lines)}: {field}: {item['msg']}")
-        raise SpecError("\n".join(problems)) from None
+        problems = problems_from_validation_error(error, document, DeploymentSpec)
+        raise SpecError(source, problems) from None
 
 
 def load_spec(path: str | Path) -> DeploymentSpec:
@@ -157,5 +138,6 @@ def load_spec(path: str | Path) -> DeploymentSpec:
     try:
         text = path.read_text()
     except OSError as error:
-        raise SpecError(f"{path}: cannot read: {error.strerror}") from None
+        problem = SpecProblem(f"cannot read: {error.strerror}", "check the path")
+        raise SpecError(str(path), [problem]) from None
     return parse_spec(text, str(path))

@@ -17,16 +17,9 @@ from typing import Any
 import ray
 
 from agent_runtime import checkpoint, health, placement
+from agent_runtime.constants import INFO_TIMEOUT_S, NAMESPACE, READY_TIMEOUT_S
 from agent_runtime.replica import Replica
 from agent_runtime.spec import AgentSpec, DeploymentSpec
-
-NAMESPACE = "mcp-agents"
-INFO_TIMEOUT_S = 2.0
-READY_TIMEOUT_S = 300.0  # includes each agent's setup(), e.g. training a model
-
-
-def supervisor_name(deployment: str) -> str:
-    return f"{deployment}-supervisor"
 
 
 @dataclass

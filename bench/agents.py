@@ -24,8 +24,8 @@ import zlib
 import ray
 
 from agent_runtime.agent import AgentContext, Message, load_agent_class
+from agent_runtime.client import Deployment
 from agent_runtime.examples import operations
-from agent_runtime.hosting import Deployment
 from agent_runtime.routing import HashRing
 from agent_runtime.spec import AgentSpec
 from agent_runtime.stream import RunStats, drive

@@ -85,7 +85,7 @@ def bench_end_to_end(spec_path: Path, out_dir: Path, runs: int) -> tuple[list[fl
 def bench_in_process(spec_path: Path, out_dir: Path, runs: int) -> dict[str, list[float]]:
     from mcpctl.inventory import render_inventory, write_files_atomically
     from mcpctl.spec import ClusterSpec, load_spec
-    from mcpctl.yamlmap import parse_yaml
+    from specfile.yamlmap import parse_yaml
 
     text = spec_path.read_text()
     spec = load_spec(spec_path)

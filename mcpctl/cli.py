@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from mcpctl import __version__
 from mcpctl.errors import McpError
+from specfile.errors import SpecError
 
 DEFAULT_SPEC = "cluster.yaml"
 
@@ -50,7 +51,7 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
     init = _command(
         sub,
         "init",
-        "mcpctl.spec_cmds:cmd_init",
+        "mcpctl.commands.spec:cmd_init",
         "write a commented starter cluster spec",
         "Write a commented starter cluster spec from flags.\n\n"
         "example:\n"
@@ -74,7 +75,7 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
     validate = _command(
         sub,
         "validate",
-        "mcpctl.spec_cmds:cmd_validate",
+        "mcpctl.commands.spec:cmd_validate",
         "check a cluster spec",
         "Check a cluster spec. Exit 0 when valid; exit 2 with the file, line and fix otherwise.",
     )
@@ -83,7 +84,7 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
     inventory = _command(
         sub,
         "inventory",
-        "mcpctl.spec_cmds:cmd_inventory",
+        "mcpctl.commands.spec:cmd_inventory",
         "render the Ansible inventory of a cluster spec",
         "Render the Ansible inventory (hosts.yml + group_vars/) of a cluster spec.\n"
         "The same spec always gives byte-identical files.",
@@ -105,33 +106,35 @@ def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
         "with an apt proxy and a Python wheelhouse on the gateway address.",
     )
     ssub = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND", required=True)
-    up = _command(ssub, "up", "mcpctl.sandbox.cli:cmd_up", "start N test hosts (safe to repeat)")
+    up = _command(
+        ssub, "up", "mcpctl.commands.sandbox:cmd_up", "start N test hosts (safe to repeat)"
+    )
     up.add_argument("--nodes", type=int, default=3, help="number of hosts (default: 3)")
     up.add_argument(
         "--no-wheelhouse",
         action="store_true",
         help="skip filling the Python wheelhouse (roles that install Python packages need it)",
     )
-    down = _command(ssub, "down", "mcpctl.sandbox.cli:cmd_down", "remove everything up made")
+    down = _command(ssub, "down", "mcpctl.commands.sandbox:cmd_down", "remove everything up made")
     down.add_argument(
         "--purge",
         action="store_true",
         help="also delete the caches (node image, wheelhouse, apt cache)",
     )
-    _command(ssub, "status", "mcpctl.sandbox.cli:cmd_status", "show hosts and services")
-    ssh = _command(ssub, "ssh", "mcpctl.sandbox.cli:cmd_ssh", "open an SSH session on a host")
+    _command(ssub, "status", "mcpctl.commands.sandbox:cmd_status", "show hosts and services")
+    ssh = _command(ssub, "ssh", "mcpctl.commands.sandbox:cmd_ssh", "open an SSH session on a host")
     ssh.add_argument("node", help="node name, e.g. node1")
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run instead of a shell")
     _command(
         ssub,
         "prepare",
-        "mcpctl.sandbox.cli:cmd_prepare",
+        "mcpctl.commands.sandbox:cmd_prepare",
         "image, network, gateway services and wheelhouse, no nodes (used by Molecule)",
     )
     _command(
         ssub,
         "env",
-        "mcpctl.sandbox.cli:cmd_env",
+        "mcpctl.commands.sandbox:cmd_env",
         "print shell exports that point podman/molecule at the sandbox engine",
         "Print shell exports for the sandbox's podman configuration:\n"
         '  eval "$(mcpctl sandbox env)"; podman ps',
@@ -164,7 +167,7 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
     deploy = _command(
         asub,
         "deploy",
-        "mcpctl.agents_cmds:cmd_deploy",
+        "mcpctl.commands.agents:cmd_deploy",
         "validate an agents.yaml and start it as a Ray job",
         "Validate an agents.yaml (exit 2 with file:line on errors) and submit it through the "
         "Jobs API;\nthe job's driver owns the agents until 'mcpctl agents stop NAME'.",
@@ -178,23 +181,25 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
         help="wait until every replica is up (0: return after submitting; default 120)",
     )
     _cluster_options(deploy)
-    listing = _command(asub, "list", "mcpctl.agents_cmds:cmd_list", "list deployments")
+    listing = _command(asub, "list", "mcpctl.commands.agents:cmd_list", "list deployments")
     listing.add_argument("--all", action="store_true", help="include stopped and failed ones")
     _cluster_options(listing)
     status = _command(
-        asub, "status", "mcpctl.agents_cmds:cmd_status", "replicas, nodes and node health"
+        asub, "status", "mcpctl.commands.agents:cmd_status", "replicas, nodes and node health"
     )
     status.add_argument("name", nargs="?", help="only this deployment")
     _cluster_options(status)
-    stop = _command(asub, "stop", "mcpctl.agents_cmds:cmd_stop", "checkpoint and stop a deployment")
+    stop = _command(
+        asub, "stop", "mcpctl.commands.agents:cmd_stop", "checkpoint and stop a deployment"
+    )
     stop.add_argument("name")
     stop.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
     _cluster_options(stop)
-    logs = _command(asub, "logs", "mcpctl.agents_cmds:cmd_logs", "a deployment's driver log")
+    logs = _command(asub, "logs", "mcpctl.commands.agents:cmd_logs", "a deployment's driver log")
     logs.add_argument("name")
     _cluster_options(logs)
     cordon = _command(
-        asub, "cordon", "mcpctl.agents_cmds:cmd_cordon", "drain agents off a node (maintenance)"
+        asub, "cordon", "mcpctl.commands.agents:cmd_cordon", "drain agents off a node (maintenance)"
     )
     cordon.add_argument(
         "node", help="the node's hostname as 'mcpctl status' shows it, its id, or an id prefix"
@@ -204,7 +209,7 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
     uncordon = _command(
         asub,
         "uncordon",
-        "mcpctl.agents_cmds:cmd_uncordon",
+        "mcpctl.commands.agents:cmd_uncordon",
         "let a node take agents again once it passes its health checks",
     )
     uncordon.add_argument("node", help="hostname, id or id prefix, as for cordon")
@@ -213,7 +218,7 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
     cluster_status = _command(
         sub,
         "status",
-        "mcpctl.agents_cmds:cmd_status",
+        "mcpctl.commands.agents:cmd_status",
         "nodes with their health and the agents on each",
     )
     _cluster_options(cluster_status)
@@ -235,7 +240,7 @@ def _add_lifecycle_commands(sub: argparse._SubParsersAction) -> None:
         parser = _command(
             sub,
             name,
-            f"mcpctl.lifecycle_cmds:cmd_{name.replace('-', '_')}",
+            f"mcpctl.commands.lifecycle:cmd_{name.replace('-', '_')}",
             purpose,
             f"{purpose[0].upper()}{purpose[1:]}: runs playbooks/{name}.yml on the cluster of the\n"
             "spec, with live per-host progress and a per-host summary. Exit 0 when every host\n"
@@ -289,7 +294,7 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
     run = _command(
         sub,
         "exec",
-        "mcpctl.remote_cmds:cmd_exec",
+        "mcpctl.commands.nodes:cmd_exec",
         "run a shell command on the nodes in parallel over SSH",
         "Run a shell command on the nodes in parallel over SSH (strict host-key checking\n"
         "against the spec's known_hosts). Each output line is prefixed with its node; then\n"
@@ -311,7 +316,7 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
     preflight = _command(
         sub,
         "preflight",
-        "mcpctl.remote_cmds:cmd_preflight",
+        "mcpctl.commands.nodes:cmd_preflight",
         "check that every node is ready for a playbook",
         "Check every node before a playbook runs: SSH, a supported OS (Debian 12,\n"
         "Ubuntu 22.04/24.04, RHEL-family 9), 10 GiB free on /, memory, python3, passwordless\n"
@@ -360,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _resolve(args.handler)(args)
-    except McpError as error:
+    except (McpError, SpecError) as error:
         print(f"mcpctl: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

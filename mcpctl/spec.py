@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from mcpctl.specerror import FieldPath, SpecError, SpecProblem
+from specfile.errors import SpecError, SpecFault, SpecFaults, SpecProblem
 
 DEFAULT_RAY_VERSION = "2.60.0"
 DEFAULT_TORCH_VERSION = "2.13.0"
@@ -55,38 +55,6 @@ MAX_NAME_LENGTH = 63
 RESERVED_NODE_NAMES = frozenset(
     {"all", "ungrouped", "mcp_cluster", "mcp_head", "mcp_workers", "mcp_gpu"}
 )
-
-
-class SpecFault(ValueError):
-    """A failed check. `path` is relative to the model that raised it. When another field
-    takes part (`related`), its location (" on line N") goes between `message` and `after`:
-    "duplicate address 10.0.0.2 (node 'a'" + " on line 9" + " has it)"."""
-
-    def __init__(
-        self,
-        message: str,
-        fix: str,
-        path: FieldPath = (),
-        related: FieldPath | None = None,
-        after: str = "",
-    ) -> None:
-        self.message = message
-        self.fix = fix
-        self.path = path
-        self.related = related
-        self.after = after
-        super().__init__(f"{self.located('')} — {fix}")
-
-    def located(self, where: str) -> str:
-        return f"{self.message}{where}{self.after}"
-
-
-class SpecFaults(ValueError):
-    """Several faults found by one cross-field check, reported together."""
-
-    def __init__(self, faults: list[SpecFault]) -> None:
-        self.faults = faults
-        super().__init__("; ".join(str(fault) for fault in faults))
 
 
 # --- field checks -------------------------------------------------------------------------
@@ -437,6 +405,7 @@ class NvidiaSpec(_SpecModel):
 class ClusterSpec(_SpecModel):
     """A whole cluster: `load_spec("cluster.yaml")` gives one."""
 
+    SPEC_REFERENCE: ClassVar[str] = "docs/spec.md"
     name: Annotated[str, AfterValidator(check_cluster_name)]
     ssh: Annotated[SshSpec, EMPTY_IS_DEFAULT] = Field(default_factory=SshSpec)
     nodes: list[NodeSpec] = Field(min_length=1)
@@ -580,8 +549,8 @@ def parse_spec(
     text: str, source: str = "cluster.yaml", base_dir: str | os.PathLike[str] | None = None
 ) -> ClusterSpec:
     """Check spec `text`; `source` names it in messages, relative paths start at `base_dir`."""
-    from mcpctl.spec_messages import problems_from_validation_error
-    from mcpctl.yamlmap import parse_yaml
+    from specfile.messages import problems_from_validation_error
+    from specfile.yamlmap import parse_yaml
 
     document = parse_yaml(text, source)
     if not isinstance(document.data, dict):
@@ -590,7 +559,9 @@ def parse_spec(
     try:
         return ClusterSpec.model_validate(document.data, context=context)
     except ValidationError as error:
-        raise SpecError(source, problems_from_validation_error(error, document)) from None
+        raise SpecError(
+            source, problems_from_validation_error(error, document, ClusterSpec)
+        ) from None
 
 
 def _not_a_mapping_problem(data: object) -> SpecProblem:

@@ -13,10 +13,10 @@ from typing import Any, Protocol
 import ray
 import torch
 
-from agent_runtime.hosting import Deployment
+from agent_runtime.client import Deployment
+from agent_runtime.constants import NAMESPACE
 from agent_runtime.spec import DeploymentSpec
 from agent_runtime.stream import RunStats, drive
-from agent_runtime.supervisor import NAMESPACE
 
 
 class Pipeline(Protocol):

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from agent_runtime.agent import Agent
+from agent_runtime.client import Deployment
 from agent_runtime.examples import common
-from agent_runtime.hosting import Deployment
 from agent_runtime.models import BatchedModel
 from agent_runtime.spec import DeploymentSpec
 

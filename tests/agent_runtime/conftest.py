@@ -9,7 +9,7 @@ ray = pytest.importorskip("ray")
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from agent_runtime.supervisor import NAMESPACE  # noqa: E402
+from agent_runtime.constants import NAMESPACE  # noqa: E402
 
 # Fast failure detection so the fault test's "within 15 s" measures the runtime, not the
 # GCS's default 5 x 3 s grace period.

@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 import ray
 
+from agent_runtime.client import Deployment
 from agent_runtime.examples import operations
-from agent_runtime.hosting import Deployment
 from agent_runtime.spec import HealthSpec
 from agent_runtime.stream import drive
 

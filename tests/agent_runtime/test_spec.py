@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.spec import SpecError, load_spec, parse_spec
+from agent_runtime.spec import load_spec, parse_spec
 from mcpctl.cli import main
+from specfile.errors import SpecError
 
 EXAMPLES = Path(__file__).parents[2] / "agent_runtime" / "examples"
 
@@ -46,28 +47,33 @@ def test_errors_name_file_and_line():
     with pytest.raises(SpecError) as error:
         parse_spec(BAD, "agents.yaml")
     lines = str(error.value).splitlines()
-    assert "agents.yaml:5: agents.0.replicas" in lines[0]
+    assert "agents.yaml:5: agents[0].replicas" in lines[0]
     expected = {
-        "agents.yaml:7: agents.0.resources.num_gpus",
-        "agents.yaml:8: agents.0.resources.memory",
-        "agents.yaml:10: agents.1.import",
-        "agents.yaml:12: agents.1.surprise",
+        "agents.yaml:7: agents[0].resources.num_gpus",
+        "agents.yaml:8: agents[0].resources.memory",
+        "agents.yaml:10: agents[1].import",
+        "agents.yaml:12: agents[1].surprise",
     }
     assert all(any(line.startswith(prefix) for line in lines) for prefix in expected), lines
 
 
 def test_duplicate_names_and_missing_fields():
     text = "name: x\nagents:\n  - name: a\n    import: m:A\n  - name: a\n    import: m:B\n"
-    with pytest.raises(SpecError, match=r"<string>:3: agents: .*repeated: a"):
+    with pytest.raises(SpecError, match=r"<string>:2: agents: .*repeated: a — give each"):
         parse_spec(text)
-    with pytest.raises(SpecError, match=r"<string>:3: agents\.0\.import: Field required"):
+    with pytest.raises(SpecError, match=r"<string>:3: agents\[0\]\.import: required field"):
         parse_spec("name: x\nagents:\n  - name: a\n")
+
+
+def test_duplicate_key_is_refused_not_silently_last():
+    with pytest.raises(SpecError, match=r"<string>:2: name: duplicate key 'name' .*line 1"):
+        parse_spec("name: x\nname: y\nagents: [{name: a, import: 'm:A'}]\n")
 
 
 def test_yaml_syntax_and_empty_file():
     with pytest.raises(SpecError, match=r"<string>:\d: invalid YAML"):
         parse_spec("name: x\nagents:\n  - [unclosed\n")
-    with pytest.raises(SpecError, match="empty file"):
+    with pytest.raises(SpecError, match="expected a mapping with 'name:' and 'agents:'"):
         parse_spec("")
 
 
@@ -75,4 +81,4 @@ def test_cli_rejects_a_bad_spec_with_exit_2(tmp_path, capsys):
     bad = tmp_path / "agents.yaml"
     bad.write_text(BAD)
     assert main(["agents", "deploy", str(bad), "--address", "http://127.0.0.1:9"]) == 2
-    assert f"{bad}:5: agents.0.replicas" in capsys.readouterr().err
+    assert f"{bad}:5: agents[0].replicas" in capsys.readouterr().err

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mcpctl.spec import load_spec, parse_spec
-from mcpctl.specerror import SpecError
 from mcpctl.starter import render_starter_spec
+from specfile.errors import SpecError
 
 
 def test_init_then_validate_round_trip(in_tmp: Path, run_cli):

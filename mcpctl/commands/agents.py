@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent_runtime.constants import READY_MARKER, REPORT_MARKER, SPEC_ENV
 from mcpctl.errors import McpError, UsageError
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -71,13 +72,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from agent_runtime.spec import load_spec
 
     spec = load_spec(args.spec)  # validate here: exit 2 before anything is submitted
-    from agent_runtime.deploy import SPEC_ENV  # imports ray: only once the spec is valid
-
     client = _client(args)
     if any(job.status in ACTIVE for job in _deployment_jobs(client, spec.name)):
         raise UsageError(f"deployment {spec.name!r} is already running; stop it first")
     submission_id = client.submit_job(
-        entrypoint="python -m agent_runtime.deploy",
+        entrypoint="python -m agent_runtime.jobs",
         submission_id=f"mcp-agents-{spec.name}-{int(time.time())}",
         runtime_env={"env_vars": {SPEC_ENV: Path(args.spec).read_text()}},
         metadata={METADATA_KEY: spec.name},
@@ -93,8 +92,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def _wait_ready(client: Any, submission_id: str, timeout_s: float) -> None:
-    from agent_runtime.deploy import READY_MARKER
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if READY_MARKER in client.get_job_logs(submission_id):
@@ -151,12 +148,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _one_shot_job(args: argparse.Namespace, *options: str) -> dict[str, Any]:
-    """Run `python -m agent_runtime.deploy OPTIONS` as a job and return its JSON answer."""
-    from agent_runtime.deploy import REPORT_MARKER
-
+    """Run `python -m agent_runtime.admin OPTIONS` as a job and return its JSON answer."""
     client = _client(args)
     submission_id = client.submit_job(
-        entrypoint=shlex.join(["python", "-m", "agent_runtime.deploy", *options]),
+        entrypoint=shlex.join(["python", "-m", "agent_runtime.admin", *options]),
         submission_id=f"mcp-admin-{int(time.time() * 1000)}",
     )
     deadline = time.monotonic() + REPORT_TIMEOUT_S

@@ -6,7 +6,7 @@ import time
 import pytest
 import ray
 
-from agent_runtime.hosting import Deployment
+from agent_runtime.client import Deployment
 from agent_runtime.routing import Backpressure
 from agent_runtime.spec import DeploymentSpec
 

@@ -1,4 +1,7 @@
-"""Turn pydantic validation errors into one plain message per fault, with line and fix."""
+"""Turn pydantic validation errors into one plain message per fault, with line and fix.
+
+The root model is a parameter: the cluster spec and agents.yaml report their faults alike.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from mcpctl.spec import ClusterSpec, SpecFault, SpecFaults
-from mcpctl.specerror import FieldPath, SpecProblem, format_path
-from mcpctl.yamlmap import YamlDocument
+from specfile.errors import FieldPath, SpecFault, SpecFaults, SpecProblem, format_path
+from specfile.yamlmap import YamlDocument
 
 # What to write for a required field that is missing, by field name.
 _REQUIRED_EXAMPLES = {
@@ -32,10 +34,10 @@ _PORT_FIELDS = {
 
 
 def problems_from_validation_error(
-    error: ValidationError, document: YamlDocument
+    error: ValidationError, document: YamlDocument, root: type[BaseModel]
 ) -> list[SpecProblem]:
     details = error.errors(include_url=False)
-    typos = _typo_suggestions(details)
+    typos = _typo_suggestions(details, root)
     problems: list[SpecProblem] = []
     missing: dict[FieldPath, list[str]] = {}
     for detail in details:
@@ -45,7 +47,7 @@ def problems_from_validation_error(
             if loc not in typos.values():
                 missing.setdefault(loc[:-1], []).append(str(loc[-1]))
             continue
-        problems.extend(_problems_from_detail(detail, document, typos))
+        problems.extend(_problems_from_detail(detail, document, typos, root))
     for parent, names in missing.items():
         problems.append(_missing_fields(parent, names, document))
     return _one_per_field(problems)
@@ -69,7 +71,9 @@ def _missing_fields(parent: FieldPath, names: list[str], document: YamlDocument)
     )
 
 
-def _typo_suggestions(details: list[ErrorDetails]) -> dict[FieldPath, FieldPath]:
+def _typo_suggestions(
+    details: list[ErrorDetails], root: type[BaseModel]
+) -> dict[FieldPath, FieldPath]:
     """{path of an unknown field: path of the field it probably meant}.
 
     A misspelt required field gives two errors (unknown 'adress', missing 'address') for
@@ -86,8 +90,8 @@ def _typo_suggestions(details: list[ErrorDetails]) -> dict[FieldPath, FieldPath]
             missing.setdefault(loc[:-1], []).append(str(loc[-1]))
     suggestions: dict[FieldPath, FieldPath] = {}
     for parent, names in unknown.items():
-        model = _model_at(parent)
-        allowed = list(model.model_fields) if model else []
+        model = _model_at(root, parent)
+        allowed = _field_names(model) if model else []
         unmatched_missing = list(missing.get(parent, []))
         unmatched_unknown = []
         for name in names:
@@ -96,7 +100,7 @@ def _typo_suggestions(details: list[ErrorDetails]) -> dict[FieldPath, FieldPath]
                 suggestions[(*parent, name)] = (*parent, close[0])
                 if close[0] in unmatched_missing:
                     unmatched_missing.remove(close[0])
-            elif parent or not _sections_with_field(name):  # else: a line indented too little
+            elif parent or not _sections_with_field(root, name):  # else: a line indented too little
                 unmatched_unknown.append(name)
         if len(unmatched_unknown) == 1 and len(unmatched_missing) == 1:
             suggestions[(*parent, unmatched_unknown[0])] = (*parent, unmatched_missing[0])
@@ -115,7 +119,10 @@ def _one_per_field(problems: list[SpecProblem]) -> list[SpecProblem]:
 
 
 def _problems_from_detail(
-    detail: ErrorDetails, document: YamlDocument, typos: dict[FieldPath, FieldPath]
+    detail: ErrorDetails,
+    document: YamlDocument,
+    typos: dict[FieldPath, FieldPath],
+    root: type[BaseModel],
 ) -> list[SpecProblem]:
     loc: FieldPath = tuple(detail["loc"])
     if loc and loc[-1] == "[key]":
@@ -126,9 +133,9 @@ def _problems_from_detail(
     if isinstance(raised, SpecFault):
         return [_fault_problem(raised, loc, document)]
     if detail["type"] == "extra_forbidden":
-        message, fix = _unknown_field(loc, typos.get(loc))
+        message, fix = _unknown_field(root, loc, typos.get(loc))
     else:
-        message, fix = _describe(detail, loc)
+        message, fix = _describe(detail, loc, _reference(root))
     return [SpecProblem(message, fix, loc, document.line_of(loc))]
 
 
@@ -142,7 +149,7 @@ def _fault_problem(fault: SpecFault, loc: FieldPath, document: YamlDocument) -> 
     )
 
 
-def _describe(detail: ErrorDetails, loc: FieldPath) -> tuple[str, str]:
+def _describe(detail: ErrorDetails, loc: FieldPath, reference: str) -> tuple[str, str]:
     kind = detail["type"]
     value = detail.get("input")
     ctx = detail.get("ctx") or {}
@@ -170,47 +177,64 @@ def _describe(detail: ErrorDetails, loc: FieldPath) -> tuple[str, str]:
         )
     if kind == "list_type":
         return f"expected a list, got {_described(value)}", "write each item on its own '- ' line"
-    return detail["msg"], "see docs/spec.md for what this field accepts"
+    return detail["msg"], f"see {reference} for what this field accepts"
 
 
-def _unknown_field(loc: FieldPath, meant: FieldPath | None) -> tuple[str, str]:
+def _reference(root: type[BaseModel]) -> str:
+    """Where the file format is documented: the root model's SPEC_REFERENCE class variable."""
+    return getattr(root, "SPEC_REFERENCE", "the documentation of this file")
+
+
+def _unknown_field(
+    root: type[BaseModel], loc: FieldPath, meant: FieldPath | None
+) -> tuple[str, str]:
     unknown = str(loc[-1])
     parent = loc[:-1]
-    model = _model_at(parent)
-    allowed = ", ".join(model.model_fields) if model else ""
+    model = _model_at(root, parent)
+    allowed = ", ".join(_field_names(model)) if model else ""
     where = format_path(parent) or "the top level"
     message = f"unknown field {unknown!r}"
     if meant is not None:
         return message, f"did you mean {meant[-1]!r}? (allowed in {where}: {allowed})"
-    sections = _sections_with_field(unknown) if not parent else []
+    sections = _sections_with_field(root, unknown) if not parent else []
     if sections:
         under = " or ".join(f"'{section}:'" for section in sections)
         return f"{message} at the top level", f"it belongs under {under}: indent it there"
     return message, f"remove it (allowed in {where}: {allowed})"
 
 
-def _sections_with_field(name: str) -> list[str]:
+def _sections_with_field(root: type[BaseModel], name: str) -> list[str]:
     """Top-level sections whose model has field `name` (for a line indented too little)."""
     sections = []
-    for section, field in ClusterSpec.model_fields.items():
+    for section, field in root.model_fields.items():
         model = _model_in(field.annotation)
-        if model is not None and name in model.model_fields:
-            sections.append("nodes[]" if section == "nodes" else section)
+        if model is not None and name in _field_names(model):
+            is_list = typing.get_origin(field.annotation) is list
+            sections.append(f"{section}[]" if is_list else section)
     return sections
 
 
-def _model_at(path: FieldPath) -> type[BaseModel] | None:
+def _model_at(root: type[BaseModel], path: FieldPath) -> type[BaseModel] | None:
     """The model class that validates the mapping at `path` (list indexes skipped)."""
-    model: type[BaseModel] = ClusterSpec
+    model: type[BaseModel] = root
     for part in path:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part)
+        field = _fields_as_written(model).get(part)
         inner = _model_in(field.annotation) if field else None
         if inner is None:
             return None
         model = inner
     return model
+
+
+def _fields_as_written(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's fields under the names a file uses for them (an alias where one is set)."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return list(_fields_as_written(model))
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

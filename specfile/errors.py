@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mcpctl.errors import UsageError
-
 FieldPath = tuple[str | int, ...]
 
 # Problems past this many are summarised; a file that broken needs fixing from the top anyway.
@@ -56,8 +54,13 @@ class SpecProblem:
         return f"{where}{field}{self.message}{related}{self.after}{fix}"
 
 
-class SpecError(UsageError):
-    """A spec that cannot be used. `problems` are sorted by line; str() lists them all."""
+class SpecError(ValueError):
+    """A spec that cannot be used. `problems` are sorted by line; str() lists them all.
+
+    Bad input: a command that meets one changes nothing and exits with `exit_code`.
+    """
+
+    exit_code = 2
 
     def __init__(self, source: str | None, problems: list[SpecProblem]) -> None:
         self.source = source
@@ -70,3 +73,35 @@ class SpecError(UsageError):
         if hidden > 0:
             shown.append(f"... and {hidden} more problems")
         return "\n".join(shown)
+
+
+class SpecFault(ValueError):
+    """A failed check. `path` is relative to the model that raised it. When another field
+    takes part (`related`), its location (" on line N") goes between `message` and `after`:
+    "duplicate address 10.0.0.2 (node 'a'" + " on line 9" + " has it)"."""
+
+    def __init__(
+        self,
+        message: str,
+        fix: str,
+        path: FieldPath = (),
+        related: FieldPath | None = None,
+        after: str = "",
+    ) -> None:
+        self.message = message
+        self.fix = fix
+        self.path = path
+        self.related = related
+        self.after = after
+        super().__init__(f"{self.located('')} — {fix}")
+
+    def located(self, where: str) -> str:
+        return f"{self.message}{where}{self.after}"
+
+
+class SpecFaults(ValueError):
+    """Several faults found by one cross-field check, reported together."""
+
+    def __init__(self, faults: list[SpecFault]) -> None:
+        self.faults = faults
+        super().__init__("; ".join(str(fault) for fault in faults))

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import yaml
 from yaml.constructor import SafeConstructor
 
-from mcpctl.specerror import FieldPath, SpecError, SpecProblem
+from specfile.errors import FieldPath, SpecError, SpecProblem
 
 try:
     from yaml import CSafeLoader as _Loader

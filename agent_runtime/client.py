@@ -21,15 +21,18 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from agent_runtime import placement
 from agent_runtime.agent import Message
+from agent_runtime.constants import (
+    NAMESPACE,
+    REDELIVERY_DEADLINE_S,
+    REDELIVERY_FIRST_DELAY_S,
+    REDELIVERY_MAX_DELAY_S,
+    supervisor_name,
+)
 from agent_runtime.routing import Backpressure, Router
 from agent_runtime.spec import AgentSpec, DeploymentSpec
-from agent_runtime.supervisor import NAMESPACE, Supervisor, supervisor_name
+from agent_runtime.supervisor import Supervisor
 
 __all__ = ["AgentGroup", "Backpressure", "Deployment"]
-
-# Long enough for Ray to restart a replica on another node, short enough to surface a
-# deployment that cannot be placed at all.
-REDELIVERY_DEADLINE_S = 60.0
 
 
 class AgentGroup:
@@ -118,7 +121,7 @@ class AgentGroup:
         if not self._handles:
             await self.refresh()
         deadline = time.monotonic() + REDELIVERY_DEADLINE_S
-        delay = 0.05
+        delay = REDELIVERY_FIRST_DELAY_S
         while True:
             async with self._router.slot(key) as replica_id:
                 actor_method = getattr(self._handles[replica_id], method)
@@ -130,7 +133,7 @@ class AgentGroup:
                     if time.monotonic() > deadline:
                         raise
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, REDELIVERY_MAX_DELAY_S)
             await self.refresh()
 
 

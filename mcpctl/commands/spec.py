@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from mcpctl.errors import UsageError
-from mcpctl.specerror import SpecError
+from specfile.errors import SpecError
 
 DEFAULT_INVENTORY_ROOT = Path("inventory")
 

@@ -1,0 +1,33 @@
+"""The runtime's names, timeouts and back-offs, each defined once.
+
+Every actor and KV entry of the runtime lives in one Ray namespace, so a driver that
+connects with it finds supervisors, the health monitor and checkpoints by name.
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "mcp-agents"
+MONITOR_NAME = "mcp-health-monitor"
+SUPERVISOR_SUFFIX = "-supervisor"
+
+# How `mcpctl agents deploy` hands the agents.yaml to the job, and the log lines it reads back.
+SPEC_ENV = "MCP_AGENTS_SPEC"
+READY_MARKER = "MCP-READY "
+REPORT_MARKER = "MCP-REPORT "
+
+# A replica's info call; beyond this the supervisor reports it unreachable.
+INFO_TIMEOUT_S = 2.0
+# Includes each agent's setup(), e.g. training a model.
+READY_TIMEOUT_S = 300.0
+# Long enough for Ray to restart a replica on another node, short enough to surface a
+# deployment that cannot be placed at all.
+REDELIVERY_DEADLINE_S = 60.0
+# Back-off between redeliveries of a call whose replica died: first wait, and the cap.
+REDELIVERY_FIRST_DELAY_S = 0.05
+REDELIVERY_MAX_DELAY_S = 1.0
+# How often the deployment's driver logs its replicas.
+STATUS_EVERY_S = 30.0
+
+
+def supervisor_name(deployment: str) -> str:
+    return f"{deployment}{SUPERVISOR_SUFFIX}"

@@ -1,0 +1,72 @@
+"""The deployment's job entrypoint, which `mcpctl agents deploy` submits through Ray's Jobs API.
+
+    python -m agent_runtime.jobs             # run the deployment in $MCP_AGENTS_SPEC
+    python -m agent_runtime.jobs agents.yaml
+
+Running as a job puts the driver on the cluster, with the cluster's own Python and Ray (Ray
+refuses drivers whose versions differ). The deployment's supervisor is owned by the job's
+driver, so stopping the job stops the agents: the job is the deployment's lifetime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+import ray
+
+from agent_runtime.client import Deployment
+from agent_runtime.constants import NAMESPACE, READY_MARKER, SPEC_ENV, STATUS_EVERY_S
+from agent_runtime.spec import parse_spec
+
+
+async def serve(spec_text: str, source: str) -> int:
+    spec = parse_spec(spec_text, source)
+    deployment = await Deployment.start(spec)
+    status = await deployment.status()
+    print(f"{READY_MARKER}{spec.name}: {len(status['replicas'])} replicas", flush=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    while not stopping.is_set():
+        try:
+            await asyncio.wait_for(stopping.wait(), STATUS_EVERY_S)
+        except TimeoutError:
+            _print_status(await deployment.status())
+    stopped = await deployment.stop()
+    print(f"stopped {spec.name}: {stopped} replicas checkpointed and ended", flush=True)
+    return 0
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    for replica in status["replicas"]:
+        node = (replica["node_id"] or "restarting")[:12]
+        print(
+            f"{replica['id']:24} node {node:12} processed {replica.get('processed', '?'):>8}"
+            f" duplicates {replica.get('duplicates', '?')}",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent_runtime.jobs")
+    parser.add_argument("spec", nargs="?", help=f"agents.yaml (default: ${SPEC_ENV})")
+    args = parser.parse_args(argv)
+    if args.spec:
+        with open(args.spec) as file:
+            text, source = file.read(), args.spec
+    elif SPEC_ENV in os.environ:
+        text, source = os.environ[SPEC_ENV], "agents.yaml"
+    else:
+        parser.error(f"give an agents.yaml or set ${SPEC_ENV}")
+    ray.init(namespace=NAMESPACE)
+    return asyncio.run(serve(text, source))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
