@@ -1,4 +1,4 @@
-"""The processes under this one, read from /proc (Linux).
+"""The processes under this one, and how to end them, through psutil.
 
 A stopped playbook must leave no process behind, and killing ansible-playbook's process group
 is not enough: each of its workers calls setsid() and leads a session of its own.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from dataclasses import dataclass
-from pathlib import Path
 
-_PROC = Path("/proc")
+import psutil
+
+_GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied, ProcessLookupError)
 
 
 @dataclass(frozen=True)
@@ -20,49 +22,43 @@ class Process:
     pid: int
     parent: int
     group: int
-    # Clock ticks after boot when it started: with the pid, this tells the process apart
-    # from a later one that reuses its pid.
-    started: int
+    # When it started: with the pid, this tells the process apart from a later one that
+    # reuses its pid.
+    started: float
     command: str
+
+
+def _snapshot(process: psutil.Process) -> Process | None:
+    try:
+        with process.oneshot():
+            if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                return None
+            return Process(
+                pid=process.pid,
+                parent=process.ppid(),
+                group=os.getpgid(process.pid),
+                started=process.create_time(),
+                command=" ".join(process.cmdline()),
+            )
+    except _GONE:
+        return None
 
 
 def read_process(pid: int) -> Process | None:
     """The process `pid`, or None if there is none (or only its zombie)."""
     try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-        command = (_PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return _snapshot(psutil.Process(pid))
+    except _GONE:
         return None
-    # The name in brackets may hold spaces and brackets: the fields start after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return Process(
-        pid=pid,
-        parent=int(fields[1]),
-        group=int(fields[2]),
-        started=int(fields[19]),
-        command=command.strip(),
-    )
 
 
 def descendants(pid: int) -> list[Process]:
     """Every live process below `pid`, parents before their children."""
-    processes = [
-        process
-        for entry in _PROC.iterdir()
-        if entry.name.isdigit() and (process := read_process(int(entry.name))) is not None
-    ]
-    children: dict[int, list[Process]] = {}
-    for process in processes:
-        children.setdefault(process.parent, []).append(process)
-    found: list[Process] = []
-    frontier = [pid]
-    while frontier:
-        below = children.get(frontier.pop(), [])
-        found.extend(below)
-        frontier.extend(process.pid for process in below)
-    return found
+    try:
+        below = psutil.Process(pid).children(recursive=True)
+    except _GONE:
+        return []
+    return [process for child in below if (process := _snapshot(child)) is not None]
 
 
 def is_running(process: Process) -> bool:
@@ -79,10 +75,33 @@ def send(process: Process, number: signal.Signals) -> None:
 
 def kill_with_group(process: Process) -> None:
     """SIGKILL `process`, and its whole process group when it leads one (ssh children...)."""
+    _signal_with_group(process, signal.SIGKILL)
+
+
+def terminate_with_group(process: Process, grace_s: float = 5.0) -> None:
+    """SIGTERM `process` (and its group when it leads one); SIGKILL what is left after
+    `grace_s`. Our own children are reaped so that they do not linger as zombies."""
+    _signal_with_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        _reap(process.pid)
+        if not is_running(process):
+            return
+        time.sleep(0.05)
+    kill_with_group(process)
+    _reap(process.pid)
+
+
+def _signal_with_group(process: Process, number: signal.Signals) -> None:
     if not is_running(process):
         return
     with contextlib.suppress(ProcessLookupError):
         if process.group == process.pid:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, number)
         else:
-            os.kill(process.pid, signal.SIGKILL)
+            os.kill(process.pid, number)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

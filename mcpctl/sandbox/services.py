@@ -6,10 +6,7 @@ signalled) is kept in the state dir; `stop` ends exactly the processes `start` m
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +14,7 @@ import time
 from pathlib import Path
 
 from mcpctl.errors import McpError
+from mcpctl.proctree import read_process, terminate_with_group
 from mcpctl.sandbox.paths import SandboxLayout
 
 APT_PROXY_PORT = 3142
@@ -114,23 +112,13 @@ def _write_acng_config(layout: SandboxLayout) -> None:
     )
 
 
-def _process_start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Fields after the command name (which may contain spaces): state first, starttime 20th.
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
 def running_pid(layout: SandboxLayout, name: str) -> int | None:
     try:
         pid_text, started = pidfile(layout, name).read_text().split()
     except (OSError, ValueError):
         return None
-    pid = int(pid_text)
-    return pid if _process_start_time(pid) == started else None
+    process = read_process(int(pid_text))
+    return process.pid if process is not None and f"{process.started:.2f}" == started else None
 
 
 def start_all(layout: SandboxLayout) -> None:
@@ -158,29 +146,16 @@ def _start(layout: SandboxLayout, name: str, argv: tuple[str, ...]) -> None:
             f"sandbox service {name} exited at start (code {process.returncode}); "
             f"see {logfile(layout, name)}"
         )
-    pidfile(layout, name).write_text(f"{process.pid} {_process_start_time(process.pid)}\n")
+    started = read_process(process.pid)
+    if started is None:
+        raise McpError(f"sandbox service {name} vanished at start; see {logfile(layout, name)}")
+    pidfile(layout, name).write_text(f"{process.pid} {started.started:.2f}\n")
 
 
 def stop_all(layout: SandboxLayout) -> None:
     for name in SERVICE_NAMES:
         pid = running_pid(layout, name)
-        if pid is not None:
-            _terminate(pid)
+        process = read_process(pid) if pid is not None else None
+        if process is not None:
+            terminate_with_group(process)
         pidfile(layout, name).unlink(missing_ok=True)
-
-
-def _terminate(pid: int, grace_seconds: float = 5.0) -> None:
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        if _process_start_time(pid) is None:
-            return
-        _reap(pid)
-        time.sleep(0.05)
-    os.killpg(pid, signal.SIGKILL)
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -81,3 +82,51 @@ def test_a_pid_reused_by_another_process_is_left_alone():
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_sandbox_services_find_and_stop_their_process_through_this_module(tmp_path):
+    """The sandbox's pid files hold what read_process reports: one process-tree reader."""
+    import ipaddress
+
+    from mcpctl.sandbox import services
+    from mcpctl.sandbox.paths import SandboxLayout
+
+    layout = SandboxLayout(
+        tmp_path / "state", tmp_path / "cache", ipaddress.ip_network("10.9.0.0/24")
+    )
+    layout.services_dir.mkdir(parents=True)
+    name = services.SERVICE_NAMES[0]
+    sleeper = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
+    try:
+        wait_for(lambda: len(descendants(sleeper.pid)) == 1)
+        process = read_process(sleeper.pid)
+        assert process is not None
+        services.pidfile(layout, name).write_text(f"{process.pid} {process.started:.2f}\n")
+        assert services.running_pid(layout, name) == sleeper.pid
+        child = descendants(sleeper.pid)[0]
+
+        services.stop_all(layout)
+
+        assert sleeper.poll() is not None and not is_running(child)
+        assert not services.pidfile(layout, name).exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sleeper.pid, signal.SIGKILL)
+        sleeper.wait()
+
+
+def test_a_pid_file_of_an_earlier_process_with_that_pid_is_not_trusted(tmp_path):
+    import ipaddress
+
+    from mcpctl.sandbox import services
+    from mcpctl.sandbox.paths import SandboxLayout
+
+    layout = SandboxLayout(
+        tmp_path / "state", tmp_path / "cache", ipaddress.ip_network("10.9.0.0/24")
+    )
+    layout.services_dir.mkdir(parents=True)
+    name = services.SERVICE_NAMES[0]
+    current = read_process(os.getpid())
+    assert current is not None
+    services.pidfile(layout, name).write_text(f"{os.getpid()} {current.started - 5:.2f}\n")
+    assert services.running_pid(layout, name) is None
