@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
-import shutil
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -50,6 +50,15 @@ class NodeSample:
     gpu_error: str | None = None
     taken_at: float = field(default_factory=time.time)
 
+    def as_report(self) -> dict[str, Any]:
+        """The sample as plain data; a node without GPUs has no GPU fields at all."""
+        report = asdict(self)
+        if not self.gpus:
+            del report["gpus"]
+        if self.gpu_error is None:
+            del report["gpu_error"]
+        return report
+
 
 def _cpu_times() -> tuple[int, int]:
     with open("/proc/stat") as stat:
@@ -67,12 +76,23 @@ def _memory_percent() -> float:
     return 100.0 * (1 - info["MemAvailable"] / info["MemTotal"])
 
 
+def disk_percent(path: str) -> float:
+    """Use of the file system at `path` as `df` shows it: blocks reserved for root count as
+    neither used nor available, so a full disk reads 100 % (used / total reads about 95 %
+    on a stock ext4 and could never reach a 95 % threshold)."""
+    stats = os.statvfs(path)
+    used = stats.f_blocks - stats.f_bfree
+    usable = used + stats.f_bavail
+    return 100.0 * used / usable if usable else 0.0
+
+
 def _disk_percent(paths: tuple[str, ...]) -> float:
-    worst = 0.0
-    for path in paths:
-        usage = shutil.disk_usage(path)
-        worst = max(worst, 100.0 * usage.used / usage.total)
-    return worst
+    return max(disk_percent(path) for path in paths)
+
+
+def nvidia_devices() -> list[str]:
+    """The GPU device nodes the NVIDIA driver made (/dev/nvidia0...), none on a CPU node."""
+    return sorted(glob.glob("/dev/nvidia[0-9]*"))
 
 
 class GpuSampler:
@@ -92,7 +112,9 @@ class GpuSampler:
             self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
             self._nvml = pynvml
         except Exception as error:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded
-            self.error = f"no GPU: {error}"
+            # Without an NVIDIA device node this is a CPU node and there is nothing to
+            # report; with one, NVML failing to read it is a fault worth showing.
+            self.error = f"NVML cannot read the GPUs: {error}" if nvidia_devices() else None
             return
         self._register_xid_events()
 
@@ -274,7 +296,7 @@ class HealthMonitor:
             reason = "probe timed out" if isinstance(error, TimeoutError) else f"probe: {error}"
             self._judge(health, [reason])
             return
-        health.sample = asdict(sample)
+        health.sample = sample.as_report()
         self._judge(health, evaluate(sample, self._limits))
         self._export(node_id, sample)
 

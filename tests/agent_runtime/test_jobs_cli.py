@@ -124,7 +124,7 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
     assert code == 0, out
     report = json.loads(out)
     assert report["nodes"][0]["status"] == "healthy"
-    assert report["nodes"][0]["sample"]["gpu_error"].startswith("no GPU")
+    assert "gpu_error" not in report["nodes"][0]["sample"]
     agents = sorted(agent for node in report["nodes"] for agent in node["agents"])
     assert agents == [f"ops/{a}" for a in ("decider.0", "decider.1", "detector.0", "detector.1",
                                            "executor.0")]  # fmt: skip
