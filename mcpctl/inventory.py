@@ -73,7 +73,7 @@ def cluster_vars(spec: ClusterSpec) -> dict[str, Any]:
         "mcp_ray_head_address": spec.head.address,
         "mcp_ray_head_node": spec.head.name,
     }
-    for section in ("ray", "python", "nvidia"):
+    for section in ("ray", "python", "nvidia", "ingress"):
         for field, value in getattr(spec, section).model_dump().items():
             variables[f"mcp_{section}_{field}"] = value
     return dict(sorted(variables.items()))

@@ -35,6 +35,8 @@ DEFAULT_RAY_VERSION = "2.60.0"
 DEFAULT_TORCH_VERSION = "2.13.0"
 # 535 is the production branch that Debian 12, Ubuntu and the RHEL 9 module streams all carry.
 DEFAULT_DRIVER_BRANCH = "535"
+# Where the agents' gateways listen on every node (clients outside the cluster reach it).
+DEFAULT_INGRESS_PORT = 8300
 
 # Characters a POSIX shell gives a meaning to. Names end up in shell commands, file names and
 # Ray labels on the nodes, so they are refused outright rather than quoted everywhere.
@@ -402,6 +404,13 @@ class NvidiaSpec(_SpecModel):
     ] = DEFAULT_DRIVER_BRANCH
 
 
+class IngressSpec(_SpecModel):
+    """The agents' gateways: the port clients outside the cluster reach, and from where."""
+
+    port: Port = DEFAULT_INGRESS_PORT
+    allowed_networks: list[Network] = Field(default_factory=list)
+
+
 class ClusterSpec(_SpecModel):
     """A whole cluster: `load_spec("cluster.yaml")` gives one."""
 
@@ -413,6 +422,7 @@ class ClusterSpec(_SpecModel):
     python: Annotated[PythonSpec, EMPTY_IS_DEFAULT] = Field(default_factory=PythonSpec)
     apt_proxy: Url | None = None
     nvidia: Annotated[NvidiaSpec, EMPTY_IS_DEFAULT] = Field(default_factory=NvidiaSpec)
+    ingress: Annotated[IngressSpec, EMPTY_IS_DEFAULT] = Field(default_factory=IngressSpec)
 
     @property
     def head(self) -> NodeSpec:
@@ -424,10 +434,23 @@ class ClusterSpec(_SpecModel):
 
     @model_validator(mode="after")
     def _nodes_and_ports_are_consistent(self) -> ClusterSpec:
-        faults = [*_node_faults(self.nodes), *_ssh_port_faults(self)]
+        faults = [*_node_faults(self.nodes), *_ssh_port_faults(self), *_ingress_port_faults(self)]
         if faults:
             raise SpecFaults(faults)
         return self
+
+
+def _ingress_port_faults(spec: ClusterSpec) -> Iterator[SpecFault]:
+    port = spec.ingress.port
+    taken = {value: f"ray.{field}" for field, value in spec.ray.fixed_ports().items()}
+    if spec.ray.min_worker_port <= port <= spec.ray.max_worker_port:
+        taken[port] = "ray's worker ports (min_worker_port to max_worker_port)"
+    if port in taken:
+        yield SpecFault(
+            f"port {port} is already used by {taken[port]}",
+            f"choose another ingress port (the default is {DEFAULT_INGRESS_PORT})",
+            path=("ingress", "port"),
+        )
 
 
 def _ray_port_faults(ray: RaySpec) -> Iterator[SpecFault]:

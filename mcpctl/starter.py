@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mcpctl.spec import NvidiaSpec, PythonSpec, RaySpec, SshSpec, parse_spec
+from mcpctl.spec import IngressSpec, NvidiaSpec, PythonSpec, RaySpec, SshSpec, parse_spec
 from mcpctl.templating import render
 
 HEAD_NAME = "head"
@@ -31,6 +31,7 @@ def render_starter_spec(
     apt_proxy: str | None = None,
     wheelhouse: str | None = None,
     allowed_networks: list[str] | None = None,
+    ingress_allowed_networks: list[str] | None = None,
 ) -> str:
     """A commented cluster spec. `nodes` are (name, address); the first is the head.
 
@@ -51,10 +52,12 @@ def render_starter_spec(
         apt_proxy=apt_proxy,
         wheelhouse=wheelhouse,
         allowed_networks=allowed_networks or [],
+        ingress_allowed_networks=ingress_allowed_networks or [],
         ssh=SshSpec(),
         ray=RaySpec(),
         python=PythonSpec(),
         nvidia=NvidiaSpec(),
+        ingress=IngressSpec(),
     )
     # Without a base directory relative paths stay as written; only validity matters here.
     parse_spec(text, source="starter spec", base_dir=None)

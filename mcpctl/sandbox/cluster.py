@@ -128,6 +128,8 @@ def _write_spec_and_inventory(layout: SandboxLayout, nodes: list[Node]) -> None:
         apt_proxy=services.apt_proxy_url(layout),
         wheelhouse=services.wheelhouse_url(layout) if wheelhouse.is_filled(layout) else None,
         allowed_networks=[str(layout.node_network)],
+        # This machine plays the clients outside the cluster: the gateway reaches the ingress.
+        ingress_allowed_networks=[f"{layout.gateway}/32"],
     )
     layout.spec_file.write_text(text)
     write_inventory(load_spec(layout.spec_file), layout.inventory_dir)

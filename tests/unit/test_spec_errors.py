@@ -148,6 +148,18 @@ BROKEN_SPECS = {
         replace("    address: 10.0.0.3\n", ""), 11, "nodes[2].address", "required field"
     ),
     "empty file": Broken("", 1, "", "the spec is empty"),
+    "ingress port on a ray port": Broken(
+        VALID_SPEC + "ingress:\n  port: 6379\n", 15, "ingress.port", "already used by ray.port"
+    ),
+    "ingress port in the worker range": Broken(
+        VALID_SPEC + "ingress:\n  port: 10500\n", 15, "ingress.port", "ray's worker ports"
+    ),
+    "ingress network with host bits": Broken(
+        VALID_SPEC + "ingress:\n  allowed_networks: [192.168.1.7/24]\n",
+        15,
+        "ingress.allowed_networks[0]",
+        "192.168.1.0/24",
+    ),
 }
 
 
