@@ -141,19 +141,50 @@ def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _reach_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--spec",
+        metavar="FILE",
+        help="cluster spec whose head to reach (default: $MCP_SPEC, ./cluster.yaml, else the "
+        "sandbox's spec if one is up)",
+    )
+
+
 def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    _reach_options(parser)
     parser.add_argument(
         "--address",
         metavar="URL",
-        help="Ray dashboard / Jobs API (default: $MCP_RAY_ADDRESS or http://127.0.0.1:8265)",
+        help="a Jobs API reached another way (default: $MCP_RAY_ADDRESS; without either, "
+        "an SSH tunnel to the spec's head)",
     )
     parser.add_argument(
         "--token-file",
         metavar="FILE",
-        help="Ray auth token, sent as a bearer header (default: $MCP_RAY_TOKEN, "
-        "$MCP_RAY_TOKEN_FILE, then ~/.ray/auth_token if present)",
+        help="Ray auth token, sent as a bearer header (default: from the spec's head over SSH, "
+        "cached; with --address: $MCP_RAY_TOKEN, $MCP_RAY_TOKEN_FILE, then ~/.ray/auth_token)",
     )
-    parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    _output_option(parser)
+
+
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (a table on a terminal), json for scripts (default: text)",
+    )
+
+
+_REACH_HELP = (
+    "The cluster is reached from its spec: an SSH tunnel to the dashboard on the head\n"
+    "(reused by later commands while it lives; 'mcpctl dashboard --close' ends it) and the\n"
+    "head's Ray token, read over SSH with sudo and cached 0600 in\n"
+    "~/.local/state/mcp-cluster/<cluster>/. --address and --token-file are for a cluster\n"
+    "reached another way."
+)
 
 
 def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
@@ -161,7 +192,8 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
         "agents",
         help="deploy and operate agents on the Ray cluster",
         description="Deploy agents.yaml files as Ray jobs and operate them. "
-        "See agent_runtime/README.md for the file format.",
+        "See agent_runtime/README.md for the file format.\n\n" + _REACH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     asub = agents.add_subparsers(dest="agents_command", metavar="COMMAND", required=True)
     deploy = _command(
@@ -220,8 +252,27 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
         "status",
         "mcpctl.commands.agents:cmd_status",
         "nodes with their health and the agents on each",
+        "Every node of the Ray cluster with its health (CPU, memory, disk, GPU, Ray) and the\n"
+        "agents on it.\n\n" + _REACH_HELP,
     )
     _cluster_options(cluster_status)
+
+    dashboard = _command(
+        sub,
+        "dashboard",
+        "mcpctl.commands.dashboard:cmd_dashboard",
+        "open the Ray dashboard through an SSH tunnel, until Ctrl-C",
+        "Open (or reuse) the SSH tunnel to the Ray dashboard on the spec's head, print its\n"
+        "URL, where the token is, and what the ray CLI needs, and keep the tunnel open until\n"
+        "Ctrl-C (a tunnel that was already open stays open for the commands using it).\n\n"
+        "example:\n"
+        "  mcpctl dashboard -f cluster.yaml\n"
+        "  mcpctl dashboard --close      # end the tunnel the agents/status commands reuse",
+    )
+    _reach_options(dashboard)
+    dashboard.add_argument(
+        "--close", action="store_true", help="end the cluster's tunnel and return"
+    )
 
 
 # command -> what its playbook does; each runs playbooks/<command>.yml.

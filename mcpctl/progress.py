@@ -18,6 +18,9 @@ NoticeKind = Literal["heading", "result", "report", "problem"]
 # A playbook's debug messages are its report to the operator (health tables, "skipped: no GPU").
 _REPORT_ACTIONS = frozenset({"debug", "ansible.builtin.debug"})
 
+# Plays on the controller (health.yml's summary) run as this host, which is no node.
+CONTROLLER = "localhost"
+
 # Ansible's own wording for a no_log result; a result carrying it says nothing else.
 NO_LOG_TEXT = "output hidden (no_log)"
 MESSAGE_LIMIT = 400
@@ -164,7 +167,18 @@ class RunProgress:
         return sorted(hosts, key=lambda host: self._order.get(host, len(self._order)))
 
     def host_rows(self) -> list[SummaryRow]:
-        """Per-host counts: the final stats once the run ended, else the counts so far."""
+        """Per-host counts: the final stats once the run ended, else the counts so far. The
+        controller counts only where it failed: it is no node of the cluster."""
+        return [row for row in self._all_rows() if not self._is_quiet_controller(row)]
+
+    def _is_quiet_controller(self, row: SummaryRow) -> bool:
+        return (
+            row.host == CONTROLLER
+            and row.host not in self._order
+            and not (row.tally.failed or row.tally.unreachable)
+        )
+
+    def _all_rows(self) -> list[SummaryRow]:
         if self.stats is None:
             return [SummaryRow(host, self._hosts[host].tally) for host in self.hosts]
         rows = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import time
 from pathlib import Path
@@ -16,38 +15,11 @@ from typing import Any
 
 from agent_runtime.constants import READY_MARKER, REPORT_MARKER, SPEC_ENV
 from mcpctl.errors import McpError, UsageError
+from mcpctl.jobsapi import jobs_client
 
-DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 METADATA_KEY = "mcp-agents"
 ACTIVE = ("PENDING", "RUNNING")
 REPORT_TIMEOUT_S = 120.0
-RAY_TOKEN_FILE = "~/.ray/auth_token"
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    if os.environ.get("MCP_RAY_TOKEN"):
-        return os.environ["MCP_RAY_TOKEN"].strip()
-    path = getattr(args, "token_file", None) or os.environ.get("MCP_RAY_TOKEN_FILE")
-    if not path:
-        # Where `ray get-auth-token --generate` and a local `ray start` keep it.
-        default = Path(RAY_TOKEN_FILE).expanduser()
-        return default.read_text().strip() if default.is_file() else None
-    try:
-        return Path(path).expanduser().read_text().strip()
-    except OSError as error:
-        raise UsageError(f"token file {path}: {error.strerror}") from None
-
-
-def _client(args: argparse.Namespace) -> Any:
-    from ray.job_submission import JobSubmissionClient
-
-    address = args.address or os.environ.get("MCP_RAY_ADDRESS") or DEFAULT_ADDRESS
-    token = _token(args)
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    try:
-        return JobSubmissionClient(address, headers=headers)
-    except Exception as error:  # ConnectionError, auth failures: say where we tried
-        raise McpError(f"cannot reach the Ray Jobs API at {address}: {error}") from None
 
 
 def _deployment_jobs(client: Any, name: str | None = None) -> list[Any]:
@@ -72,7 +44,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from agent_runtime.spec import load_spec
 
     spec = load_spec(args.spec)  # validate here: exit 2 before anything is submitted
-    client = _client(args)
+    client = jobs_client(args)
     if any(job.status in ACTIVE for job in _deployment_jobs(client, spec.name)):
         raise UsageError(f"deployment {spec.name!r} is already running; stop it first")
     submission_id = client.submit_job(
@@ -114,7 +86,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             if job.start_time
             else "",
         }
-        for job in _deployment_jobs(_client(args))
+        for job in _deployment_jobs(jobs_client(args))
         if args.all or job.status in ACTIVE
     ]
     lines = [f"{'NAME':16} {'STATUS':10} {'STARTED':20} SUBMISSION ID"]
@@ -126,7 +98,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = jobs_client(args)
     job = _active_job(client, args.name)
     client.stop_job(job.submission_id)
     deadline = time.monotonic() + args.timeout
@@ -139,7 +111,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = jobs_client(args)
     jobs = _deployment_jobs(client, args.name)
     if not jobs:
         raise UsageError(f"no deployment named {args.name!r} (see 'mcpctl agents list --all')")
@@ -149,7 +121,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def _one_shot_job(args: argparse.Namespace, *options: str) -> dict[str, Any]:
     """Run `python -m agent_runtime.admin OPTIONS` as a job and return its JSON answer."""
-    client = _client(args)
+    client = jobs_client(args)
     submission_id = client.submit_job(
         entrypoint=shlex.join(["python", "-m", "agent_runtime.admin", *options]),
         submission_id=f"mcp-admin-{int(time.time() * 1000)}",

@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from mcpctl.errors import McpError, UsageError
 from mcpctl.inventory import HOSTS_FILE, write_inventory
 from mcpctl.nodeselect import ansible_limit, some_node_names
-from mcpctl.project import inventory_dir, playbook_path, project_dir, runs_dir
+from mcpctl.project import inventory_dir, playbook_path, project_dir
 from mcpctl.spec import ClusterSpec, load_spec
+from mcpctl.state import runs_dir
 
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 

@@ -297,3 +297,28 @@ def test_debug_messages_are_the_playbooks_report_and_reach_a_terminal():
 def test_a_no_log_debug_result_reports_nothing():
     notices = RunProgress(SPEC_ORDER).apply(_debug_result("", no_log=True))
     assert [n for n in notices if n.kind == "report"] == []
+
+
+def _ok(host: str) -> dict:
+    return {"event": "runner_on_ok", "event_data": {"host": host, "res": {"changed": False}}}
+
+
+def test_the_controllers_own_play_is_no_host_of_the_cluster():
+    # health.yml ends with a play on localhost: 3 nodes are 3 hosts, not 4.
+    progress = RunProgress(("node1", "node2", "node3"))
+    for host in ("node1", "node2", "node3", "localhost"):
+        progress.apply(_ok(host))
+    stats = {"ok": {"node1": 1, "node2": 1, "node3": 1, "localhost": 1}}
+    progress.apply({"event": "playbook_on_stats", "event_data": stats})
+
+    assert [row.host for row in progress.host_rows()] == ["node1", "node2", "node3"]
+
+
+def test_a_controller_that_failed_is_shown():
+    progress = RunProgress(("node1",))
+    progress.apply(_ok("node1"))
+    progress.apply(
+        {"event": "runner_on_failed", "event_data": {"host": "localhost", "res": {"msg": "x"}}}
+    )
+
+    assert progress.failed_hosts() == ["localhost"]
