@@ -55,7 +55,7 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
         "write a commented starter cluster spec",
         "Write a commented starter cluster spec from flags.\n\n"
         "example:\n"
-        "  mcpctl init --name lab --head 10.0.0.1 --workers '10.0.0.[2:9]' -o cluster.yaml",
+        "  mcpctl init --name lab --head 10.0.0.1 --workers '10.0.0.[2:9]' --out cluster.yaml",
     )
     init.add_argument("--name", default="mcp", help="cluster name (default: mcp)")
     init.add_argument("--head", required=True, metavar="ADDRESS", help="head node address")
@@ -69,7 +69,7 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--user", default="ansible", help="SSH user (default: ansible)")
     init.add_argument("--key", default="~/.ssh/id_ed25519", help="SSH private key")
     init.add_argument("--gpu", choices=["auto", "true", "false"], default="auto")
-    init.add_argument("-o", "--output", default=DEFAULT_SPEC, metavar="FILE")
+    _out_option(init, DEFAULT_SPEC, "FILE", f"the spec to write (default: {DEFAULT_SPEC})")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     validate = _command(
@@ -90,12 +90,14 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
         "The same spec always gives byte-identical files.",
     )
     _spec_option(inventory)
-    inventory.add_argument(
-        "-o",
-        "--output",
-        metavar="DIR",
-        help="output directory (default: inventory/<cluster name>)",
-    )
+    _out_option(inventory, None, "DIR", "the folder to write (default: inventory/<cluster name>)")
+
+
+def _out_option(
+    parser: argparse.ArgumentParser, default: str | None, metavar: str, help_text: str
+) -> None:
+    # -O/--out names what a command writes; -o/--output is the format of what it prints.
+    parser.add_argument("-O", "--out", default=default, metavar=metavar, help=help_text)
 
 
 def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
@@ -311,11 +313,7 @@ def _add_lifecycle_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _playbook_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--limit",
-        metavar="PATTERN",
-        help="only these hosts: an Ansible host pattern; 'head' and 'workers' name those groups",
-    )
+    _limit_option(parser)
     parser.add_argument("--tags", metavar="TAGS", help="only tasks with these tags (a,b)")
     parser.add_argument("--skip-tags", metavar="TAGS", help="skip tasks with these tags (a,b)")
     parser.add_argument("--check", action="store_true", help="change nothing: report what would")
@@ -378,17 +376,17 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
     preflight.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="per node (default: 30)"
     )
-    preflight.add_argument(
-        "-o", "--output", choices=["table", "json"], default="table", help="default: table"
-    )
+    _output_option(preflight)
+
+
+_LIMIT_HELP = (
+    "only these nodes: an Ansible host pattern on the spec's nodes: names, head, workers, "
+    "all, globs (node*), a:b, a:&b, a:!b, comma lists"
+)
 
 
 def _limit_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--limit",
-        metavar="PATTERN",
-        help="only these nodes: names, a comma list, head, workers, or a glob (node*)",
-    )
+    parser.add_argument("--limit", metavar="PATTERN", help=_LIMIT_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:

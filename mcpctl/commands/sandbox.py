@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 
+from mcpctl.errors import UsageError
 from mcpctl.sandbox import cluster
 from mcpctl.sandbox.paths import SandboxLayout
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     layout = SandboxLayout.default()
+    if not 1 <= args.nodes <= layout.max_nodes:
+        raise UsageError(
+            f"--nodes {args.nodes}: give 1 to {layout.max_nodes} (the nodes' half of "
+            f"{layout.subnet})"
+        )
     result = cluster.up(layout, args.nodes, fill_wheelhouse=not args.no_wheelhouse)
     print(
         f"sandbox up: {len(result.nodes)} nodes answering SSH "
