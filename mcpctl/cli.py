@@ -170,13 +170,16 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     _output_option(parser)
 
 
-def _output_option(parser: argparse.ArgumentParser) -> None:
+def _output_option(
+    parser: argparse.ArgumentParser,
+    help_text: str = "text for people (a table), json for scripts",
+) -> None:
     parser.add_argument(
         "-o",
         "--output",
         choices=["text", "json"],
         default="text",
-        help="text for people (a table on a terminal), json for scripts (default: text)",
+        help=f"{help_text} (default: text)",
     )
 
 
@@ -335,6 +338,8 @@ def _playbook_options(parser: argparse.ArgumentParser) -> None:
         help="print every host's result, and pass -v on to ansible (its output is in the "
         "log); repeat for more",
     )
+    _output_option(parser, "text: live progress and a per-host table; json: the summary as JSON "
+                   "on stdout, the progress on stderr")  # fmt: skip
     # For tests and playbook development: run <command>.yml from another directory.
     parser.add_argument("--playbook-dir", metavar="DIR", help=argparse.SUPPRESS, default=None)
 

@@ -44,7 +44,7 @@ def _print_outcomes(results: list[NodeResult], timeout: float | None, width: int
 
 def cmd_preflight(args: argparse.Namespace) -> int:
     """Check every selected node; exit 1 if any check failed on any node."""
-    from mcpctl.preflight import check_nodes, render_json, render_table
+    from mcpctl.preflight import check_nodes, print_report, render_json
 
     spec = load_spec(args.spec)
     nodes = select_nodes(spec, args.limit)
@@ -52,7 +52,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(render_json(reports))
     else:
-        print(render_table(reports))
+        print_report(reports)
         failed = [report.node for report in reports if not report.ok]
         print(
             f"preflight: {len(failed)} of {len(reports)} nodes failed ({', '.join(failed)})"
