@@ -123,7 +123,10 @@ def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also delete the caches (node image, wheelhouse, apt cache)",
     )
-    _command(ssub, "status", "mcpctl.commands.sandbox:cmd_status", "show hosts and services")
+    status = _command(
+        ssub, "status", "mcpctl.commands.sandbox:cmd_status", "show hosts and services"
+    )
+    _output_option(status)
     ssh = _command(ssub, "ssh", "mcpctl.commands.sandbox:cmd_ssh", "open an SSH session on a host")
     ssh.add_argument("node", help="node name, e.g. node1")
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run instead of a shell")
@@ -207,7 +210,9 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
         "mcpctl.commands.agents:cmd_deploy",
         "validate an agents.yaml and start it as a Ray job",
         "Validate an agents.yaml (exit 2 with file:line on errors) and submit it through the "
-        "Jobs API;\nthe job's driver owns the agents until 'mcpctl agents stop NAME'.",
+        "Jobs API;\nthe job's driver owns the agents until 'mcpctl agents stop NAME'. While it "
+        "waits it says\nfor what: the job's start, each replica's placement on a node, each "
+        "agent's setup(),\nwith the time so far.",
     )
     deploy.add_argument("spec", metavar="AGENTS_YAML")
     deploy.add_argument(
@@ -232,7 +237,13 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
     stop.add_argument("name")
     stop.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
     _cluster_options(stop)
-    logs = _command(asub, "logs", "mcpctl.commands.agents:cmd_logs", "a deployment's driver log")
+    logs = _command(
+        asub,
+        "logs",
+        "mcpctl.commands.agents:cmd_logs",
+        "a deployment's driver log",
+        "A deployment's driver log, nodes named by hostname; colour codes only on a terminal.",
+    )
     logs.add_argument("name")
     _cluster_options(logs)
     cordon = _command(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import urllib.error
 import urllib.request
@@ -48,26 +49,33 @@ class JobsApi:
     def headers(self) -> dict[str, str] | None:
         return {"Authorization": f"Bearer {self.token}"} if self.token else None
 
+    def client(self) -> Any:
+        """A ray.job_submission.JobSubmissionClient for this Jobs API."""
+        if self.token:
+            # What Ray's client code wants besides the token itself (the `ray` CLI does too).
+            os.environ["RAY_AUTH_MODE"] = "token"
+        from ray.job_submission import JobSubmissionClient
+
+        try:
+            return JobSubmissionClient(self.address, headers=self.headers)
+        except Exception as error:  # it answered our probe a moment ago: say what Ray said
+            raise McpError(f"the Ray Jobs API at {self.address}: {error}") from None
+
+    def get_json(self, path: str) -> Any:
+        """GET another of the dashboard's JSON APIs (state API, node summary)."""
+        request = urllib.request.Request(f"{self.address}{path}", headers=self.headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_SECONDS) as reply:
+                return json.load(reply)
+        except (OSError, http.client.HTTPException, ValueError) as error:
+            raise McpError(f"the Ray dashboard at {self.address}{path}: {error}") from None
+
 
 def reach(args: argparse.Namespace) -> JobsApi:
     address = getattr(args, "address", None) or os.environ.get(ADDRESS_VARIABLE)
     if address:
         return _reach_address(address.rstrip("/"), getattr(args, "token_file", None))
     return _reach_from_spec(args)
-
-
-def jobs_client(args: argparse.Namespace) -> Any:
-    """A ray.job_submission.JobSubmissionClient for the cluster."""
-    api = reach(args)
-    if api.token:
-        # What Ray's client code wants besides the token itself (the `ray` CLI does too).
-        os.environ["RAY_AUTH_MODE"] = "token"
-    from ray.job_submission import JobSubmissionClient
-
-    try:
-        return JobSubmissionClient(api.address, headers=api.headers)
-    except Exception as error:  # it answered our probe a moment ago: say what Ray said
-        raise McpError(f"the Ray Jobs API at {api.address}: {error}") from None
 
 
 def _reach_address(address: str, token_file: str | None) -> JobsApi:

@@ -157,11 +157,13 @@ def _answers(tunnel: Tunnel) -> bool:
 
 def _is_our_ssh(tunnel: Tunnel) -> bool:
     """The pid still runs the ssh we started (a pid can be reused by another process)."""
+    import psutil  # /proc is Linux's; an operator's machine may be a Mac
+
     try:
-        command_line = Path(f"/proc/{tunnel.pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+        process = psutil.Process(tunnel.pid)
+        return process.status() != psutil.STATUS_ZOMBIE and tunnel.forward in process.cmdline()
+    except psutil.Error:
         return False
-    return tunnel.forward.encode() in command_line
 
 
 def _port_answers(port: int) -> bool:

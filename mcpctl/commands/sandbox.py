@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from mcpctl.errors import UsageError
@@ -35,7 +36,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    print("\n".join(cluster.status_lines(SandboxLayout.default())))
+    state = cluster.status(SandboxLayout.default())
+    if args.output == "json":
+        print(json.dumps(state, indent=2))
+    else:
+        cluster.print_status(state)
     return 0
 
 

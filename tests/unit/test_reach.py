@@ -27,7 +27,7 @@ from mcpctl.errors import HeadUnreachable, NoToken, TunnelFailed, UsageError, Wr
 from mcpctl.jobsapi import reach
 from mcpctl.raytoken import HEAD_TOKEN_PATH
 from mcpctl.specsource import find_spec
-from mcpctl.tunnel import close_tunnel
+from mcpctl.tunnel import close_tunnel, tunnel_alive
 
 FAKE_SSH = Path(__file__).parent / "fakes" / "ssh.py"
 REPO = Path(__file__).resolve().parents[2]
@@ -265,7 +265,7 @@ def test_dashboard_close_ends_the_tunnel(head: Head, run_cli):
 
     assert result.code == 0
     assert result.out == f"closed the tunnel to ansible@127.0.0.1:22 (pid {api.tunnel.pid})\n"
-    assert not Path(f"/proc/{api.tunnel.pid}/cmdline").read_bytes()  # gone (or a zombie)
+    assert not tunnel_alive(api.tunnel)
     again = run_cli("dashboard", "-f", str(head.spec), "--close")
     assert again.out == "no tunnel of cluster 'reach' was open\n"
 
