@@ -376,6 +376,11 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="stop the command after S seconds on each node (default: 60; 0: no limit)",
     )
+    _output_option(
+        run,
+        "text: each line as it comes, prefixed with its node, then each node's outcome; "
+        "json: each node's outcome and output, at the end",
+    )
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
 
     preflight = _command(

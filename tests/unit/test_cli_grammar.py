@@ -10,6 +10,9 @@ import pytest
 from mcpctl.cli import build_parser
 
 FORMAT_COMMANDS = [
+    ["exec"],
+    ["deploy"],
+    ["sandbox", "status"],
     ["preflight"],
     ["status"],
     ["agents", "list"],
@@ -76,3 +79,51 @@ def test_a_typo_in_a_playbooks_limit_exits_2_before_anything_runs(run_cli, write
 
     assert result.code == 2
     assert "'!nod3' matches no node of cluster 'lab'" in result.err
+
+
+def _fake_results(spec, nodes, command, timeout, sink=None):
+    from mcpctl.remote import NodeResult
+
+    if sink:
+        sink("node1", "out", "up 3 days")
+    return [
+        NodeResult("node1", exit_code=0, stdout="up 3 days\n", seconds=0.12),
+        NodeResult("node2", error="unreachable: No route to host"),
+    ]
+
+
+def test_exec_prints_each_nodes_outcome(run_cli, write_spec, valid_spec, monkeypatch):
+    from mcpctl.commands import nodes
+
+    monkeypatch.setattr(nodes, "run_on_nodes", _fake_results)
+
+    result = run_cli(
+        "exec", "-f", str(write_spec(valid_spec)), "--limit", "node1:node2", "--", "uptime"
+    )
+
+    assert result.code == 1
+    assert result.out == (
+        "node1 | up 3 days\n"
+        "\n"
+        "NODE   OUTCOME\n"
+        "node1  exit 0\n"
+        "node2  unreachable: No route to host\n"
+        "exec: 1 of 2 failed\n"
+    )
+
+
+def test_exec_as_json(run_cli, write_spec, valid_spec, monkeypatch):
+    import json
+
+    from mcpctl.commands import nodes
+
+    monkeypatch.setattr(nodes, "run_on_nodes", _fake_results)
+
+    result = run_cli("exec", "-f", str(write_spec(valid_spec)), "-o", "json", "--", "uptime")
+
+    document = json.loads(result.out)
+    assert [(node["node"], node["ok"], node["outcome"]) for node in document] == [
+        ("node1", True, "exit 0"),
+        ("node2", False, "unreachable: No route to host"),
+    ]
+    assert document[0]["stdout"] == "up 3 days\n"

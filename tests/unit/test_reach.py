@@ -311,3 +311,38 @@ class TestSpecLookup:
         (sandbox_state / "cluster.yaml").touch()
 
         assert find_spec(None) == sandbox_state / "cluster.yaml"
+
+
+def _ctrl_c(tunnel: object) -> bool:
+    raise KeyboardInterrupt
+
+
+def test_dashboard_prints_the_url_and_closes_its_tunnel_on_ctrl_c(head, run_cli, monkeypatch):
+    from mcpctl.commands import dashboard
+
+    monkeypatch.setattr(dashboard, "tunnel_alive", _ctrl_c)
+
+    result = run_cli("dashboard", "-f", str(head.spec))
+
+    assert result.code == 0, result.err
+    url, token, ray_cli, hint, closed = result.out.splitlines()
+    assert url.startswith("Ray dashboard: http://127.0.0.1:")
+    assert token.split()[1] == str(head.state / "ray_token")
+    assert "RAY_AUTH_MODE=token" in ray_cli and HEAD_TOKEN not in result.out
+    assert hint == "Ctrl-C to close"
+    assert closed.startswith("closed the tunnel to ansible@127.0.0.1:22 (pid ")
+    assert not (head.state / "tunnel.json").exists()
+
+
+def test_dashboard_leaves_a_tunnel_it_found_open(head, run_cli, monkeypatch):
+    from mcpctl.commands import dashboard
+
+    api = reach(head.args())
+    monkeypatch.setattr(dashboard, "tunnel_alive", _ctrl_c)
+
+    result = run_cli("dashboard", "-f", str(head.spec))
+
+    assert (
+        result.out.splitlines()[-1] == "Ctrl-C to close (the tunnel was open before: it stays open)"
+    )
+    assert api.tunnel is not None and tunnel_alive(api.tunnel)
