@@ -9,6 +9,8 @@ import os
 from mcpctl.errors import UsageError
 from mcpctl.sandbox import cluster
 from mcpctl.sandbox.paths import SandboxLayout
+from mcpctl.state import state_root
+from mcpctl.tunnel import close_tunnel
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -30,7 +32,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    cluster.down(SandboxLayout.default(), purge=args.purge)
+    layout = SandboxLayout.default()
+    # A tunnel to the dashboard (mcpctl agents/status/dashboard) would outlive its nodes.
+    tunnel_dir = state_root() / layout.cluster_name
+    if tunnel_dir.is_dir():
+        close_tunnel(tunnel_dir)
+    cluster.down(layout, purge=args.purge)
     print("sandbox down" + (" (caches purged)" if args.purge else ""))
     return 0
 
