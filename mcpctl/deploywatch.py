@@ -109,6 +109,10 @@ class _Reporter:
             self._console.file.flush()
         self._last = text
 
+    @property
+    def last(self) -> str:
+        return self._last
+
     def close(self) -> None:
         if self._status is not None:
             self._status.stop()
@@ -142,7 +146,7 @@ def wait_until_ready(
     finally:
         reporter.close()
     raise McpError(
-        f"deployment job {submission_id} not ready after {timeout_s:g}s: {reporter._last}"
+        f"deployment job {submission_id} not ready after {timeout_s:g}s: {reporter.last}"
     )
 
 

@@ -7,6 +7,7 @@ matching Ray version nor a route to the GCS; anything that must talk to Ray runs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shlex
@@ -207,8 +208,6 @@ def _one_shot_job(args: argparse.Namespace, *options: str) -> dict[str, Any]:
 
 def _waiting(text: str) -> Any:
     """A spinner on a terminal (a one-shot job takes a few seconds); nothing elsewhere."""
-    import contextlib
-
     console = console_for(sys.stderr)
     return console.status(text) if console.is_terminal else contextlib.nullcontext()
 
