@@ -64,8 +64,15 @@ class LiveDisplay:
 
         self._console = console
         self._verbose = verbose
-        # transient: on close the view goes; the summary table takes its place.
-        self._live = Live(console=console, auto_refresh=False, transient=True)
+        # transient: on close the view goes; the summary table takes its place. Nothing else
+        # writes while it runs, and with -o json stdout must stay the JSON's alone.
+        self._live = Live(
+            console=console,
+            auto_refresh=False,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self._live.start()
 
     def show(self, notices: Sequence[Notice]) -> None:
