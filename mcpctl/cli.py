@@ -214,7 +214,7 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
         "waits it says\nfor what: the job's start, each replica's placement on a node, each "
         "agent's setup(),\nwith the time so far.",
     )
-    deploy.add_argument("spec", metavar="AGENTS_YAML")
+    deploy.add_argument("agents_file", metavar="AGENTS_YAML", help="the deployment to start")
     deploy.add_argument(
         "--wait",
         type=float,
@@ -365,7 +365,8 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
         "against the spec's known_hosts). Each output line is prefixed with its node; then\n"
         "each node's exit status. Exit 1 unless the command exited 0 on every node.\n\n"
         "example:\n"
-        "  mcpctl exec --limit workers -- 'df -h / | tail -1'",
+        "  mcpctl exec --limit workers -- 'df -h / | tail -1'\n"
+        "  mcpctl exec --limit 'workers:!gpu-*' -o json -- uptime",
     )
     _spec_option(run)
     _limit_option(run)

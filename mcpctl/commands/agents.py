@@ -63,14 +63,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from agent_runtime.spec import load_spec
     from mcpctl.deploywatch import wait_until_ready
 
-    spec = load_spec(args.spec)  # validate here: exit 2 before anything is submitted
+    spec = load_spec(args.agents_file)  # validate here: exit 2 before anything is submitted
     api, client = _connect(args)
     if any(job.status in ACTIVE for job in _deployment_jobs(client, spec.name)):
         raise UsageError(f"deployment {spec.name!r} is already running; stop it first")
     submission_id = client.submit_job(
         entrypoint="python -m agent_runtime.jobs",
         submission_id=f"mcp-agents-{spec.name}-{int(time.time())}",
-        runtime_env={"env_vars": {SPEC_ENV: Path(args.spec).read_text()}},
+        runtime_env={"env_vars": {SPEC_ENV: Path(args.agents_file).read_text()}},
         metadata={METADATA_KEY: spec.name},
     )
     replicas = sum(agent.replicas for agent in spec.agents)

@@ -127,3 +127,10 @@ def test_exec_as_json(run_cli, write_spec, valid_spec, monkeypatch):
         ("node2", False, "unreachable: No route to host"),
     ]
     assert document[0]["stdout"] == "up 3 days\n"
+
+
+def test_agents_deploy_keeps_its_file_apart_from_the_cluster_spec():
+    args = build_parser().parse_args(["agents", "deploy", "ops.yaml", "-f", "lab.yaml"])
+
+    assert (args.agents_file, args.spec) == ("ops.yaml", "lab.yaml")
+    assert build_parser().parse_args(["agents", "deploy", "ops.yaml"]).spec is None
