@@ -49,7 +49,7 @@ def console_for(stream: TextIO | None = None) -> Console:
     return Console(
         file=out,
         force_terminal=terminal,
-        no_color=not terminal,
+        no_color=None if terminal else True,  # None: rich honours $NO_COLOR
         color_system="auto" if terminal else None,
         width=None if terminal else PLAIN_WIDTH,
         highlight=False,

@@ -91,3 +91,13 @@ def test_sandbox_status_as_json_when_down(run_cli, tmp_path, monkeypatch):
 
     assert run_cli("sandbox", "status", "-o", "json").out == '{\n  "up": false\n}\n'
     assert run_cli("sandbox", "status").out == "sandbox: down\n"
+
+
+def test_no_color_is_honoured_on_a_terminal(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = _Terminal()
+
+    print_table(COLUMNS, ROWS, out)
+
+    assert "\x1b[32m" not in out.getvalue()  # no green, though bold may stay
