@@ -110,10 +110,11 @@ def _reach_from_spec(args: argparse.Namespace) -> JobsApi:
     state = cluster_state_dir(spec.name)
     tunnel, was_open = open_tunnel(spec, state)
     given, source = _given_token(getattr(args, "token_file", None), environment=False)
-    token = given or cached_token(state) or fetch_token(spec, state)
+    cached = None if given else cached_token(state)
+    token = given or cached or fetch_token(spec, state)
     where = f"of cluster {spec.name!r} (through the tunnel to {spec.head.address})"
     status = _probe(tunnel.url, token, where=where, tunnel=tunnel)
-    if status in _REFUSED and given is None:
+    if status in _REFUSED and cached is not None:
         # The cached token may be older than the cluster (reset and deployed again).
         token = fetch_token(spec, state)
         status = _probe(tunnel.url, token, where=where, tunnel=tunnel)

@@ -185,6 +185,7 @@ def test_a_token_the_dashboard_refuses_is_a_wrong_token(head: Head):
         reach(head.args())
 
     message = str(error.value)
+    assert [call[-1] for call in head.ssh_calls()].count(HEAD_TOKEN_PATH) == 1  # read once
     assert message.startswith("wrong token: the Jobs API of cluster 'reach'")
     assert "HTTP 403" in message and HEAD_TOKEN_PATH in message
     assert HEAD_TOKEN not in message and "the-dashboards-own" not in message
