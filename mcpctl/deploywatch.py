@@ -81,6 +81,10 @@ def stage(
     )
 
 
+def _stage_name(text: str) -> str:
+    return text.split(":", 1)[0]
+
+
 def _some(names: Sequence[str], shown: int = 4) -> str:
     return ", ".join(names[:shown]) + (
         f" and {len(names) - shown} more" if len(names) > shown else ""
@@ -103,6 +107,9 @@ class _Reporter:
 
     def update(self, text: str) -> None:
         if self._status is not None:
+            # A stage that is over stays on the screen, above the spinner.
+            if self._last and _stage_name(text) != _stage_name(self._last):
+                self._console.print(f"[{self.elapsed():>5}] {self._last}")
             self._status.update(f"{text} · {self.elapsed()}")
         elif text != self._last:
             self._console.file.write(f"[{self.elapsed():>5}] {text}\n")

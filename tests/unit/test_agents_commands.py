@@ -5,7 +5,9 @@ tests/agent_runtime/test_jobs_cli.py runs them against a real Ray."""
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -210,3 +212,23 @@ def test_status_prints_tables(monkeypatch, capsys):
         "detector.0  node1         10           0",
         "! moved detector.0 off node2",
     ]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_spinner_runs_and_finished_stages_stay(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm")
+    out = _Terminal()
+    reporter = deploywatch._Reporter(out)
+
+    for text in ("submitted: waiting", "placing replicas: 0 of 2", "placing replicas: 1 of 2",
+                 "setting up agents on node1: 0 of 2 ready"):  # fmt: skip
+        reporter.update(text)
+    reporter.close()
+
+    kept = re.findall(r"\[ +\d+s\] [^\n]*", out.getvalue())
+    assert kept == ["[   0s] submitted: waiting", "[   0s] placing replicas: 1 of 2"]
+    assert "⠋" in out.getvalue()
