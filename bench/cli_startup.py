@@ -3,7 +3,7 @@
     .venv/bin/python bench/cli_startup.py [--runs 20]
 
 Prints figures only; nothing is asserted about time. Exits 1 if a heavy module (ray, torch,
-ansible, fabric, paramiko, pydantic, jinja2, yaml) is imported while parsing arguments or
+ansible, fabric, paramiko, pydantic, jinja2, yaml, rich) is imported while parsing arguments or
 printing help: the CLI must import those only inside the command that needs them.
 """
 
@@ -29,6 +29,7 @@ HEAVY_MODULES = (
     "pydantic",
     "jinja2",
     "yaml",
+    "rich",
 )
 HELP_COMMANDS = (
     ["--help"],
@@ -37,6 +38,8 @@ HELP_COMMANDS = (
     ["inventory", "--help"],
     ["deploy", "--help"],
     ["exec", "--help"],
+    ["status", "--help"],
+    ["dashboard", "--help"],
 )
 
 # Runs the CLI's --help in-process, then reports which top-level modules got imported.

@@ -55,7 +55,7 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
         "write a commented starter cluster spec",
         "Write a commented starter cluster spec from flags.\n\n"
         "example:\n"
-        "  mcpctl init --name lab --head 10.0.0.1 --workers '10.0.0.[2:9]' -o cluster.yaml",
+        "  mcpctl init --name lab --head 10.0.0.1 --workers '10.0.0.[2:9]' --out cluster.yaml",
     )
     init.add_argument("--name", default="mcp", help="cluster name (default: mcp)")
     init.add_argument("--head", required=True, metavar="ADDRESS", help="head node address")
@@ -69,7 +69,7 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--user", default="ansible", help="SSH user (default: ansible)")
     init.add_argument("--key", default="~/.ssh/id_ed25519", help="SSH private key")
     init.add_argument("--gpu", choices=["auto", "true", "false"], default="auto")
-    init.add_argument("-o", "--output", default=DEFAULT_SPEC, metavar="FILE")
+    _out_option(init, DEFAULT_SPEC, "FILE", f"the spec to write (default: {DEFAULT_SPEC})")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     validate = _command(
@@ -90,12 +90,14 @@ def _add_spec_commands(sub: argparse._SubParsersAction) -> None:
         "The same spec always gives byte-identical files.",
     )
     _spec_option(inventory)
-    inventory.add_argument(
-        "-o",
-        "--output",
-        metavar="DIR",
-        help="output directory (default: inventory/<cluster name>)",
-    )
+    _out_option(inventory, None, "DIR", "the folder to write (default: inventory/<cluster name>)")
+
+
+def _out_option(
+    parser: argparse.ArgumentParser, default: str | None, metavar: str, help_text: str
+) -> None:
+    # -O/--out names what a command writes; -o/--output is the format of what it prints.
+    parser.add_argument("-O", "--out", default=default, metavar=metavar, help=help_text)
 
 
 def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
@@ -121,7 +123,10 @@ def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also delete the caches (node image, wheelhouse, apt cache)",
     )
-    _command(ssub, "status", "mcpctl.commands.sandbox:cmd_status", "show hosts and services")
+    status = _command(
+        ssub, "status", "mcpctl.commands.sandbox:cmd_status", "show hosts and services"
+    )
+    _output_option(status)
     ssh = _command(ssub, "ssh", "mcpctl.commands.sandbox:cmd_ssh", "open an SSH session on a host")
     ssh.add_argument("node", help="node name, e.g. node1")
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run instead of a shell")
@@ -141,19 +146,53 @@ def _add_sandbox_commands(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _reach_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--spec",
+        metavar="FILE",
+        help="cluster spec whose head to reach (default: $MCP_SPEC, ./cluster.yaml, else the "
+        "sandbox's spec if one is up)",
+    )
+
+
 def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    _reach_options(parser)
     parser.add_argument(
         "--address",
         metavar="URL",
-        help="Ray dashboard / Jobs API (default: $MCP_RAY_ADDRESS or http://127.0.0.1:8265)",
+        help="a Jobs API reached another way (default: $MCP_RAY_ADDRESS; without either, "
+        "an SSH tunnel to the spec's head)",
     )
     parser.add_argument(
         "--token-file",
         metavar="FILE",
-        help="Ray auth token, sent as a bearer header (default: $MCP_RAY_TOKEN, "
-        "$MCP_RAY_TOKEN_FILE, then ~/.ray/auth_token if present)",
+        help="Ray auth token, sent as a bearer header (default: from the spec's head over SSH, "
+        "cached; with --address: $MCP_RAY_TOKEN, $MCP_RAY_TOKEN_FILE, then ~/.ray/auth_token)",
     )
-    parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    _output_option(parser)
+
+
+def _output_option(
+    parser: argparse.ArgumentParser,
+    help_text: str = "text for people (a table), json for scripts",
+) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help=f"{help_text} (default: text)",
+    )
+
+
+_REACH_HELP = (
+    "The cluster is reached from its spec: an SSH tunnel to the dashboard on the head\n"
+    "(reused by later commands while it lives; 'mcpctl dashboard --close' ends it) and the\n"
+    "head's Ray token, read over SSH with sudo and cached 0600 in\n"
+    "~/.local/state/mcp-cluster/<cluster>/. --address and --token-file are for a cluster\n"
+    "reached another way."
+)
 
 
 def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
@@ -161,7 +200,8 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
         "agents",
         help="deploy and operate agents on the Ray cluster",
         description="Deploy agents.yaml files as Ray jobs and operate them. "
-        "See agent_runtime/README.md for the file format.",
+        "See agent_runtime/README.md for the file format.\n\n" + _REACH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     asub = agents.add_subparsers(dest="agents_command", metavar="COMMAND", required=True)
     deploy = _command(
@@ -170,9 +210,11 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
         "mcpctl.commands.agents:cmd_deploy",
         "validate an agents.yaml and start it as a Ray job",
         "Validate an agents.yaml (exit 2 with file:line on errors) and submit it through the "
-        "Jobs API;\nthe job's driver owns the agents until 'mcpctl agents stop NAME'.",
+        "Jobs API;\nthe job's driver owns the agents until 'mcpctl agents stop NAME'. While it "
+        "waits it says\nfor what: the job's start, each replica's placement on a node, each "
+        "agent's setup(),\nwith the time so far.",
     )
-    deploy.add_argument("spec", metavar="AGENTS_YAML")
+    deploy.add_argument("agents_file", metavar="AGENTS_YAML", help="the deployment to start")
     deploy.add_argument(
         "--wait",
         type=float,
@@ -195,7 +237,13 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
     stop.add_argument("name")
     stop.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
     _cluster_options(stop)
-    logs = _command(asub, "logs", "mcpctl.commands.agents:cmd_logs", "a deployment's driver log")
+    logs = _command(
+        asub,
+        "logs",
+        "mcpctl.commands.agents:cmd_logs",
+        "a deployment's driver log",
+        "A deployment's driver log, nodes named by hostname; colour codes only on a terminal.",
+    )
     logs.add_argument("name")
     _cluster_options(logs)
     cordon = _command(
@@ -220,8 +268,27 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
         "status",
         "mcpctl.commands.agents:cmd_status",
         "nodes with their health and the agents on each",
+        "Every node of the Ray cluster with its health (CPU, memory, disk, GPU, Ray) and the\n"
+        "agents on it.\n\n" + _REACH_HELP,
     )
     _cluster_options(cluster_status)
+
+    dashboard = _command(
+        sub,
+        "dashboard",
+        "mcpctl.commands.dashboard:cmd_dashboard",
+        "open the Ray dashboard through an SSH tunnel, until Ctrl-C",
+        "Open (or reuse) the SSH tunnel to the Ray dashboard on the spec's head, print its\n"
+        "URL, where the token is, and what the ray CLI needs, and keep the tunnel open until\n"
+        "Ctrl-C (a tunnel that was already open stays open for the commands using it).\n\n"
+        "example:\n"
+        "  mcpctl dashboard -f cluster.yaml\n"
+        "  mcpctl dashboard --close      # end the tunnel the agents/status commands reuse",
+    )
+    _reach_options(dashboard)
+    dashboard.add_argument(
+        "--close", action="store_true", help="end the cluster's tunnel and return"
+    )
 
 
 # command -> what its playbook does; each runs playbooks/<command>.yml.
@@ -260,11 +327,7 @@ def _add_lifecycle_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _playbook_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--limit",
-        metavar="PATTERN",
-        help="only these hosts: an Ansible host pattern; 'head' and 'workers' name those groups",
-    )
+    _limit_option(parser)
     parser.add_argument("--tags", metavar="TAGS", help="only tasks with these tags (a,b)")
     parser.add_argument("--skip-tags", metavar="TAGS", help="skip tasks with these tags (a,b)")
     parser.add_argument("--check", action="store_true", help="change nothing: report what would")
@@ -286,6 +349,8 @@ def _playbook_options(parser: argparse.ArgumentParser) -> None:
         help="print every host's result, and pass -v on to ansible (its output is in the "
         "log); repeat for more",
     )
+    _output_option(parser, "text: live progress and a per-host table; json: the summary as JSON "
+                   "on stdout, the progress on stderr")  # fmt: skip
     # For tests and playbook development: run <command>.yml from another directory.
     parser.add_argument("--playbook-dir", metavar="DIR", help=argparse.SUPPRESS, default=None)
 
@@ -300,7 +365,8 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
         "against the spec's known_hosts). Each output line is prefixed with its node; then\n"
         "each node's exit status. Exit 1 unless the command exited 0 on every node.\n\n"
         "example:\n"
-        "  mcpctl exec --limit workers -- 'df -h / | tail -1'",
+        "  mcpctl exec --limit workers -- 'df -h / | tail -1'\n"
+        "  mcpctl exec --limit 'workers:!gpu-*' -o json -- uptime",
     )
     _spec_option(run)
     _limit_option(run)
@@ -310,6 +376,11 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
         default=60.0,
         metavar="S",
         help="stop the command after S seconds on each node (default: 60; 0: no limit)",
+    )
+    _output_option(
+        run,
+        "text: each line as it comes, prefixed with its node, then each node's outcome; "
+        "json: each node's outcome and output, at the end",
     )
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
 
@@ -327,17 +398,17 @@ def _add_node_commands(sub: argparse._SubParsersAction) -> None:
     preflight.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="per node (default: 30)"
     )
-    preflight.add_argument(
-        "-o", "--output", choices=["table", "json"], default="table", help="default: table"
-    )
+    _output_option(preflight)
+
+
+_LIMIT_HELP = (
+    "only these nodes: an Ansible host pattern on the spec's nodes: names, head, workers, "
+    "all, globs (node*), a:b, a:&b, a:!b, comma lists"
+)
 
 
 def _limit_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--limit",
-        metavar="PATTERN",
-        help="only these nodes: names, a comma list, head, workers, or a glob (node*)",
-    )
+    parser.add_argument("--limit", metavar="PATTERN", help=_LIMIT_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:

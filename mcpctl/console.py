@@ -1,17 +1,20 @@
-"""Where run progress goes: a block redrawn in place on a terminal, plain lines elsewhere (CI)."""
+"""Where run progress goes: a rich Live block redrawn in place on a terminal, plain lines
+elsewhere (CI logs, pipes), with no escape codes there."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
-from mcpctl.progress import Notice
+from mcpctl.progress import COUNT_COLUMNS, LiveView, Notice, count_cells
+from mcpctl.tables import Cell, Column, build_table, console_for, is_terminal
 
-# Cursor to the start of the line N lines up; erase from the cursor to the end of the screen.
-_CURSOR_UP = "\x1b[{}F"
-_ERASE_BELOW = "\x1b[J"
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+_NOTICE_STYLES = {"problem": "bold red", "report": "", "heading": "bold", "result": "dim"}
+_STATUS_STYLES = {"FAILED": "bold red", "UNREACHABLE": "bold red", "running": "yellow"}
+LIVE_COLUMNS = (Column("HOST"), *COUNT_COLUMNS, Column(""))
 
 
 class ProgressDisplay(Protocol):
@@ -19,11 +22,11 @@ class ProgressDisplay(Protocol):
 
     def show(self, notices: Sequence[Notice]) -> None: ...
 
-    def redraw(self, block: Sequence[str]) -> None: ...
+    def redraw(self, view: LiveView) -> None: ...
 
     def close(self) -> None: ...
 
-    def size(self) -> tuple[int, int]: ...
+    def height(self) -> int: ...
 
 
 class LineDisplay:
@@ -39,66 +42,79 @@ class LineDisplay:
             self._stream.write(f"{notice.text}\n")
         self._stream.flush()
 
-    def redraw(self, block: Sequence[str]) -> None:
+    def redraw(self, view: LiveView) -> None:
         pass
 
     def close(self) -> None:
         self._stream.flush()
 
-    def size(self) -> tuple[int, int]:
-        return (10_000, 10_000)
+    def height(self) -> int:
+        return 10_000
 
 
-class TerminalDisplay:
-    """Keeps a block of lines at the bottom of the terminal and redraws it in place; notices
-    scroll above it. Only reports and problems are kept as lines unless `verbose`, since the
-    block already shows the current play, task and per-host counts."""
+class LiveDisplay:
+    """Keeps the live view at the bottom of the terminal (rich Live) and redraws it in place;
+    notices scroll above it. Only reports and problems are kept as lines unless `verbose`,
+    since the view already shows the current play, task and per-host counts."""
 
     live = True
 
-    def __init__(self, stream: TextIO, verbose: bool) -> None:
-        self._stream = stream
+    def __init__(self, console: Console, verbose: bool) -> None:
+        from rich.live import Live
+
+        self._console = console
         self._verbose = verbose
-        self._block: list[str] = []
-        self._pending: list[str] = []
+        # transient: on close the view goes; the summary table takes its place. Nothing else
+        # writes while it runs, and with -o json stdout must stay the JSON's alone.
+        self._live = Live(
+            console=console,
+            auto_refresh=False,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._live.start()
 
     def show(self, notices: Sequence[Notice]) -> None:
-        self._pending.extend(
-            notice.text
-            for notice in notices
-            if self._verbose or notice.kind in ("report", "problem")
-        )
+        from rich.text import Text
 
-    def redraw(self, block: Sequence[str]) -> None:
-        if not self._pending and list(block) == self._block:
-            return
-        self._erase_block()
-        for line in [*self._pending, *block]:
-            self._stream.write(f"{line}\n")
-        self._pending = []
-        self._block = list(block)
-        self._stream.flush()
+        for notice in notices:
+            if self._verbose or notice.kind in ("report", "problem"):
+                self._console.print(Text(notice.text, style=_NOTICE_STYLES[notice.kind]))
+
+    def redraw(self, view: LiveView) -> None:
+        self._live.update(live_renderable(view), refresh=True)
 
     def close(self) -> None:
-        """Remove the block (the summary replaces it) but keep every notice."""
-        self._erase_block()
-        for line in self._pending:
-            self._stream.write(f"{line}\n")
-        self._pending = []
-        self._block = []
-        self._stream.flush()
+        self._live.stop()
 
-    def size(self) -> tuple[int, int]:
-        columns, lines = shutil.get_terminal_size()
-        return columns, lines
+    def height(self) -> int:
+        return self._console.size.height
 
-    def _erase_block(self) -> None:
-        if self._block:
-            self._stream.write(_CURSOR_UP.format(len(self._block)) + _ERASE_BELOW)
+
+def live_renderable(view: LiveView) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    rows = [
+        [
+            host.host,
+            *count_cells(host.tally),
+            Cell(host.status, _STATUS_STYLES.get(host.status, "")),
+        ]
+        for host in view.hosts
+    ]
+    parts: list[RenderableType] = [
+        Text(view.heading, style="bold", no_wrap=True, overflow="ellipsis"),
+        build_table(LIVE_COLUMNS, rows, terminal=True),
+    ]
+    if view.more:
+        parts.append(Text(view.more, no_wrap=True, overflow="ellipsis"))
+    return Group(*parts)
 
 
 def display_for(stream: TextIO, verbose: bool) -> ProgressDisplay:
     """A redrawing display on a terminal, plain lines when piped or on a dumb terminal."""
-    if stream.isatty() and os.environ.get("TERM", "dumb") != "dumb":
-        return TerminalDisplay(stream, verbose)
+    if is_terminal(stream):
+        return LiveDisplay(console_for(stream), verbose)
     return LineDisplay(stream)

@@ -5,12 +5,14 @@ then run here."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, TextIO
 
 from mcpctl.remote import run_on_nodes
 from mcpctl.spec import ClusterSpec, NodeSpec
+from mcpctl.tables import Cell, CellValue, Column, print_table
 
 GIB = 1024**3
 MIN_FREE_DISK_GIB = 10
@@ -198,19 +200,26 @@ def _gib(size: int) -> str:
 # --- output -------------------------------------------------------------------------------
 
 
-def render_table(reports: Sequence[NodeReport]) -> str:
+PREFLIGHT_COLUMNS = (
+    Column("NODE"),
+    Column("ADDRESS"),
+    *(Column(name.upper()) for name in CHECK_NAMES),
+    Column("RESULT"),
+)
+_MARKS = {"ok": "", "warn": " (!)", "fail": " (x)"}
+_STYLES = {"ok": "", "warn": "yellow", "fail": "bold red"}
+
+
+def print_report(reports: Sequence[NodeReport], stream: TextIO | None = None) -> None:
     """NODE ADDRESS, one column per check, RESULT; then one line per problem."""
-    header = ["NODE", "ADDRESS", *(name.upper() for name in CHECK_NAMES), "RESULT"]
+    out = stream or sys.stdout
     rows = []
     for report in reports:
         by_name = {check.name: check for check in report.checks}
         values = [_cell(by_name.get(name)) for name in CHECK_NAMES]
-        rows.append([report.node, report.address, *values, "ok" if report.ok else "FAIL"])
-    widths = [max(len(row[index]) for row in [header, *rows]) for index in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
+        result = Cell("ok", "green") if report.ok else Cell("FAIL", "bold red")
+        rows.append([report.node, report.address, *values, result])
+    print_table(PREFLIGHT_COLUMNS, rows, out)
     problems = [
         f"{report.node}: {check.name}: {check.problem}"
         + (" (warning)" if check.status == "warn" else "")
@@ -218,14 +227,15 @@ def render_table(reports: Sequence[NodeReport]) -> str:
         for check in report.checks
         if check.problem
     ]
-    return "\n".join(lines + (["", *problems] if problems else []))
+    if problems:
+        out.write("\n" + "".join(f"{problem}\n" for problem in problems))
 
 
-def _cell(check: Check | None) -> str:
+def _cell(check: Check | None) -> CellValue:
     if check is None:
         return "-"
-    marks = {"ok": "", "warn": " (!)", "fail": " (x)"}
-    return check.value + marks[check.status]
+    # The marks stay in plain text too: a log has no colours to tell a failure by.
+    return Cell(check.value + _MARKS[check.status], _STYLES[check.status])
 
 
 def render_json(reports: Sequence[NodeReport]) -> str:

@@ -1,8 +1,9 @@
 """Progress of a playbook run, folded from ansible-runner's events, and its summary table.
 
-Events in, text out: nothing here touches a terminal or a process, so recorded events replay
-exactly. `RunProgress.apply` turns each event into `Notice`s (lines a log keeps); `live_lines`
-draws the block a terminal redraws in place; `summary_table` is the final per-host table.
+Events in, views out: nothing here touches a terminal or a process, so recorded events replay
+exactly. `RunProgress.apply` turns each event into `Notice`s (lines a log keeps); `live_view`
+is what a terminal redraws in place (mcpctl.console draws it); `summary_cells` are the final
+per-host table's rows (mcpctl.tables prints them).
 """
 
 from __future__ import annotations
@@ -10,13 +11,18 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from mcpctl.tables import Cell, CellValue, Column
 
 NoticeKind = Literal["heading", "result", "report", "problem"]
 # A playbook's debug messages are its report to the operator (health tables, "skipped: no GPU").
 _REPORT_ACTIONS = frozenset({"debug", "ansible.builtin.debug"})
+
+# Plays on the controller (health.yml's summary) run as this host, which is no node.
+CONTROLLER = "localhost"
 
 # Ansible's own wording for a no_log result; a result carrying it says nothing else.
 NO_LOG_TEXT = "output hidden (no_log)"
@@ -164,7 +170,18 @@ class RunProgress:
         return sorted(hosts, key=lambda host: self._order.get(host, len(self._order)))
 
     def host_rows(self) -> list[SummaryRow]:
-        """Per-host counts: the final stats once the run ended, else the counts so far."""
+        """Per-host counts: the final stats once the run ended, else the counts so far. The
+        controller counts only where it failed: it is no node of the cluster."""
+        return [row for row in self._all_rows() if not self._is_quiet_controller(row)]
+
+    def _is_quiet_controller(self, row: SummaryRow) -> bool:
+        return (
+            row.host == CONTROLLER
+            and row.host not in self._order
+            and not (row.tally.failed or row.tally.unreachable)
+        )
+
+    def _all_rows(self) -> list[SummaryRow]:
         if self.stats is None:
             return [SummaryRow(host, self._hosts[host].tally) for host in self.hosts]
         rows = []
@@ -284,14 +301,29 @@ def _timestamp(event: Mapping[str, Any]) -> datetime | None:
         return None
 
 
-# --- text ---------------------------------------------------------------------------------
+# --- views ------------------------------------------------------------------------------
 
 
-def live_lines(
-    progress: RunProgress, title: str, now: datetime, width: int, height: int
-) -> list[str]:
-    """The block a terminal redraws: the current play and task, then one line per host with
-    its counts. With more hosts than `height` allows, the rest are counted on a last line."""
+@dataclass(frozen=True)
+class LiveHost:
+    host: str
+    tally: HostTally
+    status: str  # "", "running", "FAILED", "UNREACHABLE"
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """What a terminal shows while the run goes: where it is, then one row per host; `more`
+    counts the hosts that did not fit."""
+
+    heading: str
+    hosts: list[LiveHost]
+    more: str = ""
+
+
+def live_view(progress: RunProgress, title: str, now: datetime, height: int) -> LiveView:
+    """The current play and task with the task's elapsed time, and each host's counts. With
+    more hosts than `height` lines allow, the rest are counted on a last line."""
     where = " · ".join(
         part
         for part in (
@@ -301,58 +333,58 @@ def live_lines(
         )
         if part
     )
-    lines = [f"{title}: {where}"]
     hosts = progress.hosts
-    name_width = max((len(host) for host in hosts), default=0)
-    room = max(height - 2, 1)
-    shown = hosts if len(hosts) <= room else hosts[: room - 1]
+    # The heading, the table's header and rule, the "more" line and the cursor's own line.
+    room = max(height - 5, 1)
+    shown = hosts if len(hosts) <= room else hosts[:room]
     tallies = {row.host: row.tally for row in progress.host_rows()}
-    for host in shown:
-        tally = tallies.get(host, HostTally())
-        status = progress.host_status(host)
-        lines.append(
-            f"  {host:<{name_width}}  {tally.counts_text()}" + (f"  {status}" if status else "")
-        )
+    rows = [
+        LiveHost(host, tallies.get(host, HostTally()), progress.host_status(host)) for host in shown
+    ]
+    more = ""
     if len(shown) < len(hosts):
         rest = hosts[len(shown) :]
         down = sum(1 for host in rest if progress.host_status(host) in ("FAILED", "UNREACHABLE"))
-        lines.append(f"  … {len(rest)} more hosts ({down} failed or unreachable)")
-    # One column short of the width: a line that fills it wraps on some terminals, and a
-    # wrapped line would throw off the count of lines to redraw.
-    limit = max(width - 1, 10)
-    return [line if len(line) <= limit else line[: limit - 1] + "…" for line in lines]
+        more = f"… {len(rest)} more hosts ({down} failed or unreachable)"
+    return LiveView(f"{title}: {where}", rows, more)
 
 
 def _elapsed(started: datetime | None, now: datetime) -> str:
     if started is None:
         return ""
-    seconds = max(int((now - started).total_seconds()), 0)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    return elapsed_text(max((now - started).total_seconds(), 0.0))
 
 
-SUMMARY_COLUMNS = ("HOST", "OK", "CHANGED", "FAILED", "UNREACHABLE", "SKIPPED")
+def elapsed_text(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
 
 
-def summary_table(rows: Sequence[SummaryRow]) -> str:
-    """HOST OK CHANGED FAILED UNREACHABLE SKIPPED, one row per host, numbers right-aligned."""
-    cells = [
-        [
-            row.host,
-            str(row.tally.ok),
-            str(row.tally.changed),
-            str(row.tally.failed),
-            str(row.tally.unreachable),
-            str(row.tally.skipped),
-        ]
-        for row in rows
+COUNT_COLUMNS = (
+    Column("OK", numeric=True),
+    Column("CHANGED", numeric=True),
+    Column("FAILED", numeric=True),
+    Column("UNREACHABLE", numeric=True),
+    Column("SKIPPED", numeric=True),
+)
+SUMMARY_COLUMNS = (Column("HOST"), *COUNT_COLUMNS)
+
+
+def count_cells(tally: HostTally) -> list[CellValue]:
+    """A host's counts, the ones that need attention coloured (on a terminal)."""
+    return [
+        str(tally.ok),
+        Cell(str(tally.changed), "yellow" if tally.changed else ""),
+        Cell(str(tally.failed), "bold red" if tally.failed else ""),
+        Cell(str(tally.unreachable), "bold red" if tally.unreachable else ""),
+        Cell(str(tally.skipped), "cyan" if tally.skipped else ""),
     ]
-    widths = [
-        max([len(column), *(len(line[index]) for line in cells)])
-        for index, column in enumerate(SUMMARY_COLUMNS)
-    ]
-    lines = []
-    for line in [list(SUMMARY_COLUMNS), *cells]:
-        first = f"{line[0]:<{widths[0]}}"
-        numbers = [f"{value:>{width}}" for value, width in zip(line[1:], widths[1:], strict=True)]
-        lines.append("  ".join([first, *numbers]))
-    return "\n".join(lines)
+
+
+def summary_cells(rows: Sequence[SummaryRow]) -> list[list[CellValue]]:
+    """HOST OK CHANGED FAILED UNREACHABLE SKIPPED, one row per host."""
+    return [[row.host, *count_cells(row.tally)] for row in rows]
+
+
+def summary_document(rows: Sequence[SummaryRow]) -> list[dict[str, Any]]:
+    return [{"host": row.host, **asdict(row.tally)} for row in rows]

@@ -1,4 +1,4 @@
-"""Where the Ansible project (playbooks/, roles/, ansible.cfg) and the run artifacts live."""
+"""Where the Ansible project (playbooks/, roles/, ansible.cfg) and its inventories live."""
 
 from __future__ import annotations
 
@@ -45,9 +45,3 @@ def playbook_path(name: str, override: str | None = None) -> Path:
 
 def inventory_dir(cluster: str) -> Path:
     return project_dir() / "inventory" / cluster
-
-
-def runs_dir(cluster: str) -> Path:
-    """Per-cluster artifacts of playbook runs (ansible-runner keeps the newest few)."""
-    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state) / "mcp-cluster" / "runs" / cluster

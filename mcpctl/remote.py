@@ -21,9 +21,9 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
+from mcpctl.openssh import DEFAULT_KNOWN_HOSTS, known_hosts_file
 from mcpctl.spec import ClusterSpec, NodeSpec, split_jump_host
 
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 CONNECT_TIMEOUT_SECONDS = 10
 MAX_PARALLEL = 32
@@ -71,10 +71,6 @@ class _RefuseUnknownHosts(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: object) -> None:
         raise UnknownHostKey(hostname)
-
-
-def known_hosts_file(spec: ClusterSpec) -> str:
-    return spec.ssh.known_hosts or os.path.expanduser(DEFAULT_KNOWN_HOSTS)
 
 
 def connect(spec: ClusterSpec, node: NodeSpec) -> Connection:

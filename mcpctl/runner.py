@@ -27,7 +27,15 @@ import ansible_runner
 from mcpctl.console import ProgressDisplay, display_for
 from mcpctl.errors import McpError
 from mcpctl.proctree import Process, descendants, kill_with_group, send
-from mcpctl.progress import Notice, RunProgress, live_lines, summary_table
+from mcpctl.progress import (
+    SUMMARY_COLUMNS,
+    Notice,
+    RunProgress,
+    live_view,
+    summary_cells,
+    summary_document,
+)
+from mcpctl.tables import print_table
 
 KEEP_RUNS = 10
 # ansible-runner looks at the cancel request once per wait for output (5 s by default).
@@ -268,8 +276,7 @@ def _follow(
                 return
             display.show(progress.apply(event))
         if display.live:
-            width, height = display.size()
-            display.redraw(live_lines(progress, title, datetime.now(UTC), width, height))
+            display.redraw(live_view(progress, title, datetime.now(UTC), display.height()))
 
 
 def _next_events(events: queue.Queue[Any]) -> list[Any]:
@@ -288,23 +295,56 @@ def _next_events(events: queue.Queue[Any]) -> list[Any]:
 def print_summary(outcome: RunOutcome, stream: TextIO | None = None) -> None:
     """The per-host table, one line with the verdict, and where the full log is."""
     out = stream or sys.stdout
-    progress = outcome.progress
-    rows = progress.host_rows()
+    rows = outcome.progress.host_rows()
     if rows:
-        out.write("\n" + summary_table(rows) + "\n")
-    failed, unreachable = progress.failed_hosts(), progress.unreachable_hosts()
-    if outcome.stopped_by is not None:
-        verdict = "interrupted: the playbook was stopped; the counts are those so far"
-    elif outcome.succeeded:
-        verdict = f"ok on {len(rows)} host{'' if len(rows) == 1 else 's'}"
-    else:
-        parts = [f"failed on {', '.join(failed)}" if failed else ""]
-        parts.append(f"unreachable: {', '.join(unreachable)}" if unreachable else "")
-        verdict = "; ".join(part for part in parts if part) or f"ansible-playbook {outcome.status}"
-        if not failed and not unreachable:
-            tail = progress.output_tail()
-            if tail:
-                out.write("ansible-playbook said:\n" + "".join(f"  {line}\n" for line in tail))
-    out.write(f"{outcome.name}: {verdict}\n")
+        out.write("\n")
+        print_table(SUMMARY_COLUMNS, summary_cells(rows), out)
+    tail = outcome.progress.output_tail() if _failed_before_any_host(outcome) else []
+    if tail:
+        out.write("ansible-playbook said:\n" + "".join(f"  {line}\n" for line in tail))
+    out.write(f"{outcome.name}: {verdict(outcome)}\n")
     out.write(f"log: {outcome.artifact_dir / 'stdout'}\n")
     out.flush()
+
+
+def print_summary_json(outcome: RunOutcome, stream: TextIO | None = None) -> None:
+    """The same summary as one JSON document, for scripts."""
+    out = stream or sys.stdout
+    progress = outcome.progress
+    document = {
+        "command": outcome.name,
+        "ok": outcome.succeeded and outcome.stopped_by is None,
+        "status": outcome.status,
+        "verdict": verdict(outcome),
+        "hosts": summary_document(progress.host_rows()),
+        "failed": progress.failed_hosts(),
+        "unreachable": progress.unreachable_hosts(),
+        "output_tail": progress.output_tail() if _failed_before_any_host(outcome) else [],
+        "log": str(outcome.artifact_dir / "stdout"),
+    }
+    out.write(json.dumps(document, indent=2) + "\n")
+    out.flush()
+
+
+def verdict(outcome: RunOutcome) -> str:
+    progress = outcome.progress
+    failed, unreachable = progress.failed_hosts(), progress.unreachable_hosts()
+    if outcome.stopped_by is not None:
+        return "interrupted: the playbook was stopped; the counts are those so far"
+    if outcome.succeeded:
+        count = len(progress.host_rows())
+        return f"ok on {count} host{'' if count == 1 else 's'}"
+    parts = [f"failed on {', '.join(failed)}" if failed else ""]
+    parts.append(f"unreachable: {', '.join(unreachable)}" if unreachable else "")
+    return "; ".join(part for part in parts if part) or f"ansible-playbook {outcome.status}"
+
+
+def _failed_before_any_host(outcome: RunOutcome) -> bool:
+    """Ended badly with no host to blame: what ansible printed says why."""
+    progress = outcome.progress
+    return (
+        outcome.stopped_by is None
+        and not outcome.succeeded
+        and not progress.failed_hosts()
+        and not progress.unreachable_hosts()
+    )

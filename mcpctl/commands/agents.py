@@ -7,47 +7,34 @@ matching Ray version nor a route to the GCS; anything that must talk to Ray runs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
+import re
 import shlex
+import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent_runtime.constants import READY_MARKER, REPORT_MARKER, SPEC_ENV
+from agent_runtime.constants import REPORT_MARKER, SPEC_ENV
 from mcpctl.errors import McpError, UsageError
+from mcpctl.jobsapi import JobsApi, reach
+from mcpctl.tables import Cell, CellValue, Column, console_for, is_terminal, print_table
 
-DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 METADATA_KEY = "mcp-agents"
 ACTIVE = ("PENDING", "RUNNING")
 REPORT_TIMEOUT_S = 120.0
-RAY_TOKEN_FILE = "~/.ray/auth_token"
+# Ray ids are 56 hex digits for a node; the runtime's own lines show their first 12.
+SHORT_ID = 12
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_STATUS_STYLES = {"healthy": "green", "degraded": "yellow", "unhealthy": "bold red",
+                  "cordoned": "yellow", "dead": "bold red"}  # fmt: skip
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    if os.environ.get("MCP_RAY_TOKEN"):
-        return os.environ["MCP_RAY_TOKEN"].strip()
-    path = getattr(args, "token_file", None) or os.environ.get("MCP_RAY_TOKEN_FILE")
-    if not path:
-        # Where `ray get-auth-token --generate` and a local `ray start` keep it.
-        default = Path(RAY_TOKEN_FILE).expanduser()
-        return default.read_text().strip() if default.is_file() else None
-    try:
-        return Path(path).expanduser().read_text().strip()
-    except OSError as error:
-        raise UsageError(f"token file {path}: {error.strerror}") from None
-
-
-def _client(args: argparse.Namespace) -> Any:
-    from ray.job_submission import JobSubmissionClient
-
-    address = args.address or os.environ.get("MCP_RAY_ADDRESS") or DEFAULT_ADDRESS
-    token = _token(args)
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    try:
-        return JobSubmissionClient(address, headers=headers)
-    except Exception as error:  # ConnectionError, auth failures: say where we tried
-        raise McpError(f"cannot reach the Ray Jobs API at {address}: {error}") from None
+def _connect(args: argparse.Namespace) -> tuple[JobsApi, Any]:
+    api = reach(args)
+    return api, api.client()
 
 
 def _deployment_jobs(client: Any, name: str | None = None) -> list[Any]:
@@ -64,47 +51,55 @@ def _active_job(client: Any, name: str) -> Any:
     return active[-1]
 
 
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.output == "json" else text)
+    _print_json(data) if args.output == "json" else print(text)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from agent_runtime.spec import load_spec
+    from mcpctl.deploywatch import wait_until_ready
 
-    spec = load_spec(args.spec)  # validate here: exit 2 before anything is submitted
-    client = _client(args)
+    spec = load_spec(args.agents_file)  # validate here: exit 2 before anything is submitted
+    api, client = _connect(args)
     if any(job.status in ACTIVE for job in _deployment_jobs(client, spec.name)):
         raise UsageError(f"deployment {spec.name!r} is already running; stop it first")
     submission_id = client.submit_job(
         entrypoint="python -m agent_runtime.jobs",
         submission_id=f"mcp-agents-{spec.name}-{int(time.time())}",
-        runtime_env={"env_vars": {SPEC_ENV: Path(args.spec).read_text()}},
+        runtime_env={"env_vars": {SPEC_ENV: Path(args.agents_file).read_text()}},
         metadata={METADATA_KEY: spec.name},
     )
+    replicas = sum(agent.replicas for agent in spec.agents)
+    # The stages go to stderr with -o json, so stdout holds the JSON alone.
+    progress = sys.stderr if args.output == "json" else sys.stdout
+    progress.write(f"submitted {spec.name} as job {submission_id}\n")
+    took = None
     if args.wait:
-        _wait_ready(client, submission_id, args.wait)
+        names = node_namer(api)
+        took = wait_until_ready(
+            api, client, submission_id, spec.name, replicas, args.wait, names, progress
+        )
     _emit(
         args,
-        {"deployment": spec.name, "submission_id": submission_id},
-        f"submitted {spec.name} as job {submission_id}",
+        {
+            "deployment": spec.name,
+            "submission_id": submission_id,
+            "replicas": replicas,
+            "ready": took is not None,
+        },
+        f"ready: {spec.name}, {replicas} replicas set up in {took}"
+        if took
+        else f"{spec.name}: not waiting for its {replicas} replicas (--wait 0)",
     )
     return 0
 
 
-def _wait_ready(client: Any, submission_id: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if READY_MARKER in client.get_job_logs(submission_id):
-            return
-        status = client.get_job_status(submission_id)
-        if status not in ACTIVE:
-            logs = client.get_job_logs(submission_id)[-2000:]
-            raise McpError(f"deployment job {submission_id} ended ({status}):\n{logs}")
-        time.sleep(0.5)
-    raise McpError(f"deployment job {submission_id} not ready after {timeout_s:g}s")
-
-
 def cmd_list(args: argparse.Namespace) -> int:
+    _, client = _connect(args)
     rows = [
         {
             "name": job.metadata[METADATA_KEY],
@@ -114,19 +109,20 @@ def cmd_list(args: argparse.Namespace) -> int:
             if job.start_time
             else "",
         }
-        for job in _deployment_jobs(_client(args))
+        for job in _deployment_jobs(client)
         if args.all or job.status in ACTIVE
     ]
-    lines = [f"{'NAME':16} {'STATUS':10} {'STARTED':20} SUBMISSION ID"]
-    lines += [
-        f"{r['name']:16} {r['status']:10} {r['started']:20} {r['submission_id']}" for r in rows
-    ]
-    _emit(args, rows, "\n".join(lines))
+    if args.output == "json":
+        _print_json(rows)
+        return 0
+    columns = [Column("NAME"), Column("STATUS"), Column("STARTED"), Column("SUBMISSION ID")]
+    cells = [[row["name"], row["status"], row["started"], row["submission_id"]] for row in rows]
+    print_table(columns, cells)
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    client = _client(args)
+    _, client = _connect(args)
     job = _active_job(client, args.name)
     client.stop_job(job.submission_id)
     deadline = time.monotonic() + args.timeout
@@ -139,27 +135,66 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    client = _client(args)
+    api, client = _connect(args)
     jobs = _deployment_jobs(client, args.name)
     if not jobs:
         raise UsageError(f"no deployment named {args.name!r} (see 'mcpctl agents list --all')")
-    print(client.get_job_logs(jobs[-1].submission_id), end="")
+    text = name_nodes(client.get_job_logs(jobs[-1].submission_id), node_names(api))
+    if not is_terminal(sys.stdout):
+        text = _ANSI_ESCAPE.sub("", text)  # Ray colours its lines; a file wants none
+    sys.stdout.write(text)
     return 0
+
+
+def node_names(api: JobsApi) -> dict[str, str]:
+    """Ray node id -> the node's hostname, from the dashboard's node summary; {} if it does
+    not answer (ids then stay ids)."""
+    try:
+        summary = api.get_json("/nodes?view=summary")["data"]["summary"]
+    except (McpError, KeyError, TypeError):
+        return {}
+    names = {}
+    for node in summary:
+        raylet = node.get("raylet") or {}
+        name = raylet.get("nodeManagerHostname") or node.get("hostname") or node.get("ip")
+        if raylet.get("nodeId") and name:
+            names[raylet["nodeId"]] = name
+    return names
+
+
+def node_namer(api: JobsApi) -> Callable[[str], str]:
+    """A function naming a node id, looking the names up again for a node it has not seen."""
+    known = node_names(api)
+
+    def name(node_id: str) -> str:
+        if node_id and node_id not in known:
+            known.update(node_names(api))
+        return known.get(node_id) or node_id[:SHORT_ID] or "?"
+
+    return name
+
+
+def name_nodes(text: str, names: Mapping[str, str]) -> str:
+    """`text` with each node id, whole or as its first 12 digits, replaced by the hostname."""
+    for node_id, name in names.items():
+        text = text.replace(node_id, name).replace(node_id[:SHORT_ID], name)
+    return text
 
 
 def _one_shot_job(args: argparse.Namespace, *options: str) -> dict[str, Any]:
     """Run `python -m agent_runtime.admin OPTIONS` as a job and return its JSON answer."""
-    client = _client(args)
+    _, client = _connect(args)
     submission_id = client.submit_job(
         entrypoint=shlex.join(["python", "-m", "agent_runtime.admin", *options]),
         submission_id=f"mcp-admin-{int(time.time() * 1000)}",
     )
     deadline = time.monotonic() + REPORT_TIMEOUT_S
-    while client.get_job_status(submission_id) in ACTIVE:
-        if time.monotonic() > deadline:
-            client.stop_job(submission_id)
-            raise McpError(f"job {submission_id} did not finish")
-        time.sleep(0.3)
+    with _waiting(f"asking the cluster (job {submission_id})"):
+        while client.get_job_status(submission_id) in ACTIVE:
+            if time.monotonic() > deadline:
+                client.stop_job(submission_id)
+                raise McpError(f"job {submission_id} did not finish")
+            time.sleep(0.3)
     logs = client.get_job_logs(submission_id)
     client.delete_job(submission_id)  # one-shot jobs are not worth keeping in the job list
     for line in logs.splitlines():
@@ -169,6 +204,12 @@ def _one_shot_job(args: argparse.Namespace, *options: str) -> dict[str, Any]:
                 raise UsageError(answer["error"])
             return answer
     raise McpError(f"job {submission_id} failed:\n{logs[-2000:]}")
+
+
+def _waiting(text: str) -> Any:
+    """A spinner on a terminal (a one-shot job takes a few seconds); nothing elsewhere."""
+    console = console_for(sys.stderr)
+    return console.status(text) if console.is_terminal else contextlib.nullcontext()
 
 
 def cmd_cordon(args: argparse.Namespace) -> int:
@@ -187,10 +228,28 @@ def cmd_uncordon(args: argparse.Namespace) -> int:
 
 def _node_label(node: dict[str, Any]) -> str:
     """The node's hostname (node1, gpu-07...) once its probe reported, else its Ray id's start."""
-    return (node.get("sample") or {}).get("hostname") or node["node_id"][:12]
+    return (node.get("sample") or {}).get("hostname") or node["node_id"][:SHORT_ID]
 
 
-def _node_line(node: dict[str, Any]) -> str:
+NODE_COLUMNS = (
+    Column("NODE"),
+    Column("ADDRESS"),
+    Column("STATUS"),
+    Column("CPU%", numeric=True),
+    Column("MEM%", numeric=True),
+    Column("DSK%", numeric=True),
+    Column("GPU"),
+    Column("AGENTS", numeric=True),
+)
+REPLICA_COLUMNS = (
+    Column("REPLICA"),
+    Column("NODE"),
+    Column("PROCESSED", numeric=True),
+    Column("DUPLICATES", numeric=True),
+)
+
+
+def _node_row(node: dict[str, Any]) -> list[CellValue]:
     sample = node.get("sample") or {}
 
     def value(name: str) -> str:
@@ -198,11 +257,10 @@ def _node_line(node: dict[str, Any]) -> str:
 
     gpus = sample.get("gpus") or []
     gpu = ",".join(f"{g.get('temperature_c', '-')}C" for g in gpus) if gpus else "none"
-    return (
-        f"{_node_label(node):12} {node['address']:15} {node['status']:10} "
-        f"{value('cpu_percent'):>4} {value('memory_percent'):>4} {value('disk_percent'):>4} "
-        f"{gpu:10} {len(node.get('agents', []))}"
-    )
+    status = Cell(node["status"], _STATUS_STYLES.get(node["status"], ""))
+    return [_node_label(node), node["address"], status, value("cpu_percent"),
+            value("memory_percent"), value("disk_percent"), gpu,
+            str(len(node.get("agents", [])))]  # fmt: skip
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -211,23 +269,35 @@ def cmd_status(args: argparse.Namespace) -> int:
         data["deployments"] = [d for d in data["deployments"] if d["deployment"] == args.name]
         for node in data["nodes"]:
             node["agents"] = [a for a in node["agents"] if a.startswith(f"{args.name}/")]
-    lines = [f"{'NODE':12} {'ADDRESS':15} {'STATUS':10} {'CPU%':>4} {'MEM%':>4} {'DSK%':>4} "
-             f"{'GPU':10} AGENTS"]  # fmt: skip
-    for node in data["nodes"]:
-        lines.append(_node_line(node))
-        lines += [f"    ! {reason}" for reason in node.get("reasons", [])]
-        lines += [f"    - {agent}" for agent in node.get("agents", [])]
+    if args.output == "json":
+        _print_json(data)
+        return 0
+    _print_status(data)
+    return 0
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    print_table(NODE_COLUMNS, [_node_row(node) for node in data["nodes"]])
+    reasons = [
+        f"{_node_label(node)}: {reason}"
+        for node in data["nodes"]
+        for reason in node.get("reasons", [])
+    ]
+    if reasons:
+        print("\n" + "\n".join(reasons))
     labels = {node["node_id"]: _node_label(node) for node in data["nodes"]}
     for deployment in data["deployments"]:
-        lines.append(f"deployment {deployment['deployment']}")
-        lines.append(f"    {'REPLICA':20} {'NODE':12} {'PROCESSED':>10} {'DUPLICATES':>10}")
-        for replica in deployment.get("replicas", []):
-            node_id = replica["node_id"] or "-"
-            node = labels.get(node_id, node_id[:12]) + ("" if replica["reachable"] else " (?)")
-            lines.append(
-                f"    {replica['id']:20} {node:12} {replica.get('processed', '-'):>10} "
-                f"{replica.get('duplicates', '-'):>10}"
-            )
-        lines += [f"    ! {event}" for event in deployment.get("events", [])[-5:]]
-    _emit(args, data, "\n".join(lines))
-    return 0
+        print(f"\ndeployment {deployment['deployment']}")
+        rows = [_replica_row(replica, labels) for replica in deployment.get("replicas", [])]
+        print_table(REPLICA_COLUMNS, rows)
+        for event in deployment.get("events", [])[-5:]:
+            print(f"! {event}")
+
+
+def _replica_row(replica: dict[str, Any], labels: Mapping[str, str]) -> list[CellValue]:
+    node_id = replica["node_id"] or "-"
+    node = labels.get(node_id, node_id[:SHORT_ID])
+    # (?): the supervisor could not reach the replica at its last look.
+    where = Cell(node, "") if replica["reachable"] else Cell(f"{node} (?)", "yellow")
+    processed, duplicates = replica.get("processed", "-"), replica.get("duplicates", "-")
+    return [replica["id"], where, str(processed), str(duplicates)]

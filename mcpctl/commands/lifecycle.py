@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from mcpctl.errors import McpError, UsageError
 from mcpctl.inventory import HOSTS_FILE, write_inventory
 from mcpctl.nodeselect import ansible_limit, some_node_names
-from mcpctl.project import inventory_dir, playbook_path, project_dir, runs_dir
+from mcpctl.project import inventory_dir, playbook_path, project_dir
 from mcpctl.spec import ClusterSpec, load_spec
+from mcpctl.state import runs_dir
 
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -95,8 +96,9 @@ def run_lifecycle_playbook(
     write_inventory(spec, inventory)
 
     # Only now: bad input ends the command before ansible-runner (and ansible) load.
-    from mcpctl.runner import PlaybookRun, print_summary, run_playbook
+    from mcpctl.runner import PlaybookRun, print_summary, print_summary_json, run_playbook
 
+    as_json = args.output == "json"
     outcome = run_playbook(
         PlaybookRun(
             name=name,
@@ -112,9 +114,11 @@ def run_lifecycle_playbook(
             diff=args.diff,
             extra_vars=variables,
             verbosity=args.verbose,
-        )
+        ),
+        # JSON alone on stdout, for scripts; the progress still shows, on stderr.
+        stream=sys.stderr if as_json else None,
     )
-    print_summary(outcome)
+    (print_summary_json if as_json else print_summary)(outcome)
     return outcome.exit_code
 
 

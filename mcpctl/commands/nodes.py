@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from mcpctl.errors import UsageError
 from mcpctl.nodeselect import select_nodes
 from mcpctl.remote import NodeResult, StreamName, run_on_nodes
 from mcpctl.spec import load_spec
+from mcpctl.tables import Cell, Column, print_table
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -22,29 +24,49 @@ def cmd_exec(args: argparse.Namespace) -> int:
     nodes = select_nodes(spec, args.limit)
     # As ssh does: the words form one command line for the node's login shell.
     command = " ".join(words)
-    width = max(len(node.name) for node in nodes)
+    timeout = args.timeout or None
+    if args.output == "json":
+        results = run_on_nodes(spec, nodes, command, timeout)
+        print(json.dumps([_result_document(result, timeout) for result in results], indent=2))
+    else:
+        width = max(len(node.name) for node in nodes)
 
-    def print_line(node: str, stream: StreamName, line: str) -> None:
-        target = sys.stdout if stream == "out" else sys.stderr
-        target.write(f"{node:<{width}} | {line}\n")
-        target.flush()
+        def print_line(node: str, stream: StreamName, line: str) -> None:
+            target = sys.stdout if stream == "out" else sys.stderr
+            target.write(f"{node:<{width}} | {line}\n")
+            target.flush()
 
-    results = run_on_nodes(spec, nodes, command, args.timeout or None, sink=print_line)
-    _print_outcomes(results, args.timeout or None, width)
+        results = run_on_nodes(spec, nodes, command, timeout, sink=print_line)
+        _print_outcomes(results, timeout)
     return 0 if all(result.ok for result in results) else 1
 
 
-def _print_outcomes(results: list[NodeResult], timeout: float | None, width: int) -> None:
+def _result_document(result: NodeResult, timeout: float | None) -> dict[str, object]:
+    return {"node": result.node, "ok": result.ok, "outcome": result.outcome(timeout),
+            "exit_code": result.exit_code, "timed_out": result.timed_out, "error": result.error,
+            "seconds": round(result.seconds, 3), "stdout": result.stdout,
+            "stderr": result.stderr}  # fmt: skip
+
+
+def _print_outcomes(results: list[NodeResult], timeout: float | None) -> None:
     sys.stdout.flush()
-    lines = [f"{result.node:<{width}}   {result.outcome(timeout)}" for result in results]
+    sys.stdout.write("\n")
+    rows = [
+        [
+            result.node,
+            result.outcome(timeout) if result.ok else Cell(result.outcome(timeout), "bold red"),
+        ]
+        for result in results
+    ]
+    print_table([Column("NODE"), Column("OUTCOME")], rows)
     failed = sum(1 for result in results if not result.ok)
     verdict = f"{failed} of {len(results)} failed" if failed else f"ok on {len(results)}"
-    sys.stdout.write("\n" + "\n".join(lines) + f"\nexec: {verdict}\n")
+    sys.stdout.write(f"exec: {verdict}\n")
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
     """Check every selected node; exit 1 if any check failed on any node."""
-    from mcpctl.preflight import check_nodes, render_json, render_table
+    from mcpctl.preflight import check_nodes, print_report, render_json
 
     spec = load_spec(args.spec)
     nodes = select_nodes(spec, args.limit)
@@ -52,7 +74,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(render_json(reports))
     else:
-        print(render_table(reports))
+        print_report(reports)
         failed = [report.node for report in reports if not report.ok]
         print(
             f"preflight: {len(failed)} of {len(reports)} nodes failed ({', '.join(failed)})"

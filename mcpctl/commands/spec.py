@@ -25,11 +25,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     from mcpctl.inventory import write_files_atomically
     from mcpctl.starter import default_node_names, render_starter_spec
 
-    output = Path(args.output)
+    output = Path(args.out)
     if output.exists() and not args.force:
-        raise UsageError(f"{output}: already exists — pass --force to overwrite it, or -o FILE")
+        raise UsageError(f"{output}: already exists — pass --force to overwrite it, or --out FILE")
     if output.is_dir():
-        raise UsageError(f"{output}: is a directory — pass -o with a file name")
+        raise UsageError(f"{output}: is a directory — pass --out with a file name")
     try:
         workers = expand_hosts(args.workers)
     except HostRangeError as error:
@@ -81,7 +81,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     from mcpctl.spec import load_spec
 
     spec = load_spec(args.spec)
-    out_dir = Path(args.output) if args.output else DEFAULT_INVENTORY_ROOT / spec.name
+    out_dir = Path(args.out) if args.out else DEFAULT_INVENTORY_ROOT / spec.name
     written = write_inventory(spec, out_dir)
     for path in written:
         print(f"wrote {path}")

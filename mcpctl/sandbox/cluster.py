@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 from mcpctl.errors import McpError
 from mcpctl.sandbox import services, wheelhouse
@@ -25,6 +26,7 @@ from mcpctl.sandbox.nodes import (
     wanted_nodes,
 )
 from mcpctl.sandbox.paths import SandboxLayout
+from mcpctl.tables import Cell, Column, print_table
 
 SSH_USER = "ansible"
 SSH_TIMEOUT_SECONDS = 60.0
@@ -172,28 +174,58 @@ def _unmount_under(*roots: Path) -> None:
             subprocess.run(["umount", "--lazy", mount_point], check=False)
 
 
-def status_lines(layout: SandboxLayout) -> list[str]:
+def status(layout: SandboxLayout) -> dict[str, Any]:
+    """The sandbox's hosts, gateway services and files, as data (`mcpctl sandbox status`)."""
     if not layout.containers_conf.exists():
-        return ["sandbox: down"]
+        return {"up": False}
     podman = Podman(layout)
-    lines = ["NODE       ADDRESS        STATE"]
+    nodes = []
     for container in sorted(sandbox_containers(podman), key=lambda c: c["Names"][0]):
-        node = container["Names"][0].removeprefix(f"{layout.name}-")
-        networks = container.get("Networks") or []
-        address = _container_address(podman, container["Names"][0]) if networks else "-"
-        lines.append(f"{node:<10} {address:<14} {container['State']}")
-    for name in services.SERVICE_NAMES:
-        pid = services.running_pid(layout, name)
-        lines.append(f"service {name}: {'running, pid ' + str(pid) if pid else 'stopped'}")
-    lines += [
-        f"apt proxy:   {services.apt_proxy_url(layout)}",
-        f"wheelhouse:  {services.wheelhouse_url(layout)}"
-        f"{'' if wheelhouse.is_filled(layout) else ' (empty)'}",
-        f"spec:        {layout.spec_file}",
-        f"inventory:   {layout.inventory_dir / 'hosts.yml'}",
-        f"known_hosts: {layout.known_hosts}",
+        name = container["Names"][0]
+        address = _container_address(podman, name) if container.get("Networks") else "-"
+        nodes.append(
+            {
+                "node": name.removeprefix(f"{layout.name}-"),
+                "address": address,
+                "state": container["State"],
+            }
+        )
+    return {
+        "up": True,
+        "nodes": nodes,
+        "services": {name: services.running_pid(layout, name) for name in services.SERVICE_NAMES},
+        "apt_proxy": services.apt_proxy_url(layout),
+        "wheelhouse": services.wheelhouse_url(layout),
+        "wheelhouse_filled": wheelhouse.is_filled(layout),
+        "spec": str(layout.spec_file),
+        "inventory": str(layout.inventory_dir / "hosts.yml"),
+        "known_hosts": str(layout.known_hosts),
+    }
+
+
+def print_status(state: dict[str, Any], stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    if not state["up"]:
+        out.write("sandbox: down\n")
+        return
+    rows = [
+        [node["node"], node["address"],
+         Cell(node["state"], "green" if node["state"] == "running" else "bold red")]
+        for node in state["nodes"]
+    ]  # fmt: skip
+    print_table([Column("NODE"), Column("ADDRESS"), Column("STATE")], rows, out)
+    lines = [
+        f"service {name}: {f'running, pid {pid}' if pid else 'stopped'}"
+        for name, pid in state["services"].items()
     ]
-    return lines
+    lines += [
+        f"apt proxy:   {state['apt_proxy']}",
+        f"wheelhouse:  {state['wheelhouse']}{'' if state['wheelhouse_filled'] else ' (empty)'}",
+        f"spec:        {state['spec']}",
+        f"inventory:   {state['inventory']}",
+        f"known_hosts: {state['known_hosts']}",
+    ]
+    out.write("".join(f"{line}\n" for line in lines))
 
 
 def _container_address(podman: Podman, name: str) -> str:

@@ -114,6 +114,9 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
 
     code, out = _mcpctl(capsys, address, "agents", "deploy", spec)
     assert code == 0, out
+    # What it waited for, as plain lines (not a terminal here), then the verdict.
+    assert "submitted: waiting for the job's driver to start" in out or "placing replicas" in out
+    assert "ready: ops, 5 replicas set up in " in out and "\x1b" not in out
     code, out = _mcpctl(capsys, address, "agents", "deploy", spec)
     assert code == 2 and "already running" in out
 
@@ -134,7 +137,8 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
 
     code, out = _mcpctl(capsys, address, "status")
     hostname = report["nodes"][0]["sample"]["hostname"]
-    assert code == 0 and out.splitlines()[1].split()[0] == hostname, out
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["NODE", "ADDRESS", "STATUS"], out
+    assert out.splitlines()[1].split()[0] == hostname, out
     node = report["nodes"][0]["node_id"][:12]
     code, out = _mcpctl(capsys, address, "agents", "cordon", "0000nosuchnode")
     assert code == 2 and "matches 0 known nodes" in out, out
@@ -157,6 +161,8 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
 
     code, out = _mcpctl(capsys, address, "agents", "logs", "ops")
     assert code == 0 and "MCP-READY ops: 5 replicas" in out
+    # Ray colours the workers' prefixes, and the runtime names nodes by id: neither here.
+    assert "\x1b" not in out and node not in out
 
     code, out = _mcpctl(capsys, address, "agents", "stop", "ops")
     assert code == 0, out
@@ -172,4 +178,13 @@ def test_wrong_token_is_a_clear_error(jobs_cluster, capsys, monkeypatch):
     address, _, _ = jobs_cluster
     monkeypatch.setenv("MCP_RAY_TOKEN", "not-the-token")
     code, out = _mcpctl(capsys, address, "agents", "list")
-    assert code == 1 and "Jobs API" in out
+    assert code == 1 and "wrong token: the Jobs API at" in out and "HTTP 403" in out, out
+    assert "not-the-token" not in out
+
+
+def test_no_token_is_a_clear_error(jobs_cluster, capsys, monkeypatch, tmp_path):
+    address, _, _ = jobs_cluster
+    monkeypatch.delenv("MCP_RAY_TOKEN", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token either
+    code, out = _mcpctl(capsys, address, "agents", "list")
+    assert code == 1 and "no token: the Jobs API at" in out and "HTTP 401" in out, out

@@ -19,6 +19,8 @@ HEAVY = {
     "pydantic",
     "jinja2",
     "yaml",
+    "rich",
+    "requests",
 }
 
 PROBE = """
@@ -42,6 +44,10 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
         ["remove-node", "--help"],
         ["exec", "--help"],
         ["preflight", "--help"],
+        ["status", "--help"],
+        ["dashboard", "--help"],
+        ["agents", "deploy", "--help"],
+        ["sandbox", "status", "--help"],
     ],
 )
 def test_help_imports_nothing_heavy(argv):

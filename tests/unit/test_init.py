@@ -45,7 +45,7 @@ def test_init_output_is_commented(in_tmp: Path, run_cli):
 
 def test_init_and_inventory_from_several_patterns(in_tmp: Path, run_cli):
     assert run_cli("init", "--head", "10.0.0.1", "--workers", "10.0.1.[1:2],10.0.2.1").code == 0
-    assert run_cli("init", "--head", "10.0.0.1", "--workers", "a[1:2]", "-o", "b.yaml").code == 0
+    assert run_cli("init", "--head", "10.0.0.1", "--workers", "a[1:2]", "-O", "b.yaml").code == 0
 
     assert len(load_spec("cluster.yaml").workers) == 3
     assert [node.address for node in load_spec("b.yaml").workers] == ["a1", "a2"]

@@ -204,7 +204,7 @@ def _ansible_inventory() -> str:
 
 def test_ansible_inventory_accepts_the_output(in_tmp: Path, write_spec, run_cli):
     write_spec(TRICKY_SPEC)
-    assert run_cli("inventory", "-f", "cluster.yaml", "-o", "inv").code == 0
+    assert run_cli("inventory", "-f", "cluster.yaml", "--out", "inv").code == 0
     environment = {**os.environ, "ANSIBLE_LOCAL_TEMP": str(in_tmp / ".ansible-tmp")}
 
     completed = subprocess.run(

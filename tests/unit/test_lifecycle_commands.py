@@ -4,6 +4,8 @@ tests/integration/test_runner.py runs real playbooks."""
 
 from __future__ import annotations
 
+import io
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,7 +41,7 @@ def runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[PlaybookRun]:
         started.append(run)
         return SimpleNamespace(exit_code=0)
 
-    monkeypatch.setattr(runner, "run_playbook", fake_run)
+    monkeypatch.setattr(runner, "run_playbook", lambda run, stream=None: fake_run(run))
     monkeypatch.setattr(runner, "print_summary", lambda outcome: None)
     return started
 
@@ -89,7 +91,9 @@ def test_the_playbook_dir_can_come_from_the_environment(
 
 def test_the_exit_code_is_the_runs(run_cli, spec, playbooks, monkeypatch):
     monkeypatch.setattr(lifecycle, "inventory_dir", lambda name: spec.parent / "inv")
-    monkeypatch.setattr(runner, "run_playbook", lambda run: SimpleNamespace(exit_code=1))
+    monkeypatch.setattr(
+        runner, "run_playbook", lambda run, stream=None: SimpleNamespace(exit_code=1)
+    )
     monkeypatch.setattr(runner, "print_summary", lambda outcome: None)
 
     assert run_cli("deploy", "-f", str(spec), "--playbook-dir", str(playbooks)).code == 1
@@ -256,3 +260,58 @@ def _outcome(status: str, stopped_by: int | None = None, failed: bool = False) -
 )
 def test_run_outcome_exit_codes(outcome, code):
     assert outcome.exit_code == code
+
+
+def _health_outcome() -> RunOutcome:
+    # health.yml on 3 nodes, then its summary play on the controller (localhost).
+    progress = RunProgress(("node1", "node2", "node3"))
+    for host in ("node1", "node2", "node3", "localhost"):
+        progress.apply({"event": "runner_on_ok", "event_data": {"host": host, "res": {}}})
+    stats = {"ok": {"node1": 1, "node2": 1, "node3": 1, "localhost": 1}}
+    progress.apply({"event": "playbook_on_stats", "event_data": stats})
+    return RunOutcome("health", progress, "successful", Path("/runs/x"), None)
+
+
+def test_the_summary_counts_the_clusters_hosts_not_the_controller():
+    out = io.StringIO()
+
+    runner.print_summary(_health_outcome(), out)
+
+    assert out.getvalue() == (
+        "\n"
+        "HOST   OK  CHANGED  FAILED  UNREACHABLE  SKIPPED\n"
+        "node1   1        0       0            0        0\n"
+        "node2   1        0       0            0        0\n"
+        "node3   1        0       0            0        0\n"
+        "health: ok on 3 hosts\n"
+        "log: /runs/x/stdout\n"
+    )
+
+
+def test_the_summary_as_json():
+    out = io.StringIO()
+
+    runner.print_summary_json(_health_outcome(), out)
+
+    document = json.loads(out.getvalue())
+    assert document["ok"] is True and document["verdict"] == "ok on 3 hosts"
+    assert [host["host"] for host in document["hosts"]] == ["node1", "node2", "node3"]
+    assert document["hosts"][0] == {"host": "node1", "ok": 1, "changed": 0, "failed": 0,
+                                    "unreachable": 0, "skipped": 0}  # fmt: skip
+
+
+def test_output_json_prints_only_json_on_stdout(run_cli, spec, playbooks, monkeypatch):
+    monkeypatch.setattr(lifecycle, "inventory_dir", lambda name: spec.parent / "inv")
+    streams = []
+
+    def fake_run(run: PlaybookRun, stream=None) -> RunOutcome:
+        streams.append(stream)
+        return _health_outcome()
+
+    monkeypatch.setattr(runner, "run_playbook", fake_run)
+
+    result = run_cli("health", "-f", str(spec), "--playbook-dir", str(playbooks), "-o", "json")
+
+    assert result.code == 0
+    assert json.loads(result.out)["verdict"] == "ok on 3 hosts"
+    assert streams == [sys.stderr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 
@@ -13,8 +14,8 @@ from mcpctl.preflight import (
     NodeReport,
     evaluate,
     parse_facts,
+    print_report,
     render_json,
-    render_table,
 )
 from mcpctl.spec import NodeSpec
 
@@ -155,7 +156,11 @@ REPORTS = [
 
 
 def test_the_table_has_a_column_per_check_and_a_line_per_problem():
-    assert render_table(REPORTS).splitlines() == [
+    out = io.StringIO()
+
+    print_report(REPORTS, out)
+
+    assert out.getvalue().splitlines() == [
         "NODE       ADDRESS    SSH     OS         DISK         MEMORY    PYTHON3  SUDO  "
         "GPUS               RESULT",
         "head       10.0.0.1   ok      debian 12  50.0 GiB     16.0 GiB  3.11.2   yes   "

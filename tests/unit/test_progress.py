@@ -15,18 +15,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from mcpctl.console import LineDisplay, TerminalDisplay
+from mcpctl.console import LineDisplay, LiveDisplay, live_renderable
 from mcpctl.progress import (
     NO_LOG_TEXT,
+    SUMMARY_COLUMNS,
     HostTally,
+    LiveHost,
     Notice,
     RunProgress,
     SummaryRow,
     failure_message,
-    live_lines,
-    summary_table,
+    live_view,
+    summary_cells,
 )
+from mcpctl.tables import print_table
 
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "runner_events"
 SECRET = "hunter2-not-shown"
@@ -97,8 +101,8 @@ def test_no_log_results_and_their_secrets_are_never_shown():
     shown = "\n".join(
         [
             *(notice.text for notice in notices),
-            *live_lines(progress, "deploy", datetime.now(UTC), 200, 50),
-            summary_table(progress.host_rows()),
+            rendered(live_renderable(live_view(progress, "deploy", datetime.now(UTC), 50))),
+            plain_table(progress.host_rows()),
             *progress.output_tail(),
         ]
     )
@@ -135,7 +139,19 @@ def test_a_run_that_reached_no_host_keeps_what_ansible_said():
     ]
 
 
-def test_live_lines_show_play_task_elapsed_time_and_per_host_counts():
+def rendered(renderable: object, width: int = 200) -> str:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def plain_table(rows: list[SummaryRow]) -> str:
+    stream = io.StringIO()
+    print_table(SUMMARY_COLUMNS, summary_cells(rows), stream)
+    return stream.getvalue()
+
+
+def test_the_live_view_shows_play_task_elapsed_time_and_per_host_counts():
     events = recorded("mixed")
     # Up to node2's failure: the "Fail where asked" task is under way.
     cut = next(
@@ -145,38 +161,49 @@ def test_live_lines_show_play_task_elapsed_time_and_per_host_counts():
     started = progress.task_started
     assert started is not None
 
-    lines = live_lines(progress, "deploy", started + timedelta(seconds=75), 200, 50)
+    view = live_view(progress, "deploy", started + timedelta(seconds=75), 50)
 
-    assert lines == [
+    assert view.heading == "deploy: PLAY [Fixture play] · TASK [Fail where asked] · 1m15s"
+    assert view.hosts == [
+        LiveHost("node1", HostTally(ok=3, changed=1, skipped=2), ""),
+        LiveHost("node2", HostTally(ok=3, changed=1, failed=1, skipped=1), "FAILED"),
+        LiveHost("node3", HostTally(unreachable=1), "UNREACHABLE"),
+        LiveHost("node4", HostTally(ok=3, changed=2, skipped=1), "running"),
+    ]
+    assert view.more == ""
+    assert [line.rstrip() for line in rendered(live_renderable(view)).splitlines()] == [
         "deploy: PLAY [Fixture play] · TASK [Fail where asked] · 1m15s",
-        "  node1  ok=3 changed=1 failed=0 unreachable=0 skipped=2",
-        "  node2  ok=3 changed=1 failed=1 unreachable=0 skipped=1  FAILED",
-        "  node3  ok=0 changed=0 failed=0 unreachable=1 skipped=0  UNREACHABLE",
-        "  node4  ok=3 changed=2 failed=0 unreachable=0 skipped=1  running",
+        "HOST    OK   CHANGED   FAILED   UNREACHABLE   SKIPPED",
+        "─" * 67,
+        "node1    3         1        0             0         2",
+        "node2    3         1        1             0         1   FAILED",
+        "node3    0         0        0             1         0   UNREACHABLE",
+        "node4    3         2        0             0         1   running",
     ]
 
 
-def test_live_lines_fit_the_terminal():
+def test_the_live_view_fits_the_terminal():
     progress, _ = replay("mixed")
 
-    lines = live_lines(progress, "deploy", datetime.now(UTC), 40, 5)
+    view = live_view(progress, "deploy", datetime.now(UTC), 7)
 
-    # One line fewer than the terminal has: the cursor waits below the block.
-    assert len(lines) == 4
-    assert all(len(line) <= 39 for line in lines)
-    assert lines[-1] == "  … 2 more hosts (2 failed or unreacha…"
+    assert [host.host for host in view.hosts] == ["node1", "node2"]
+    assert view.more == "… 2 more hosts (2 failed or unreachable)"
+    lines = rendered(live_renderable(view), width=40).splitlines()
+    assert len(lines) == 6  # room for the cursor's line below the block
+    assert all(len(line) <= 40 for line in lines)
 
 
-def test_summary_table_aligns_the_numbers_under_their_headings():
+def test_the_summary_table_aligns_the_numbers_under_their_headings():
     rows = [
         SummaryRow("head", HostTally(ok=12, changed=3)),
         SummaryRow("worker-10", HostTally(ok=1, failed=1, skipped=140)),
     ]
 
-    assert summary_table(rows) == (
+    assert plain_table(rows) == (
         "HOST       OK  CHANGED  FAILED  UNREACHABLE  SKIPPED\n"
         "head       12        3       0            0        0\n"
-        "worker-10   1        0       1            0      140"
+        "worker-10   1        0       1            0      140\n"
     )
 
 
@@ -229,45 +256,51 @@ def test_long_failure_messages_keep_their_start_and_their_end():
     assert failure_message({"msg": long}).endswith("x end")
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def live_display(verbose: bool) -> tuple[LiveDisplay, _Terminal]:
+    stream = _Terminal()
+    console = Console(file=stream, force_terminal=True, width=100, height=30)
+    return LiveDisplay(console, verbose=verbose), stream
+
+
 def test_line_display_prints_every_notice():
     stream = io.StringIO()
     display = LineDisplay(stream)
     _, notices = replay("mixed")
 
     display.show(notices)
-    display.redraw(["ignored"])
+    display.redraw(live_view(RunProgress(), "deploy", datetime.now(UTC), 10))
 
     assert stream.getvalue().splitlines() == [notice.text for notice in notices]
+    assert "\x1b" not in stream.getvalue()
 
 
-def test_terminal_display_keeps_problems_and_redraws_the_block_in_place():
-    stream = io.StringIO()
-    display = TerminalDisplay(stream, verbose=False)
+def test_the_live_display_keeps_problems_and_redraws_the_view_in_place():
+    display, stream = live_display(verbose=False)
+    progress, notices = replay("mixed")
 
-    display.redraw(["deploy: starting"])
-    display.show([Notice("heading", "TASK [x]"), Notice("problem", "node2: FAILED ...")])
-    display.redraw(["deploy: TASK [x]", "  node2 ..."])
-    display.redraw(["deploy: TASK [x]", "  node2 ..."])  # unchanged: nothing written
+    display.show(notices)
+    display.redraw(live_view(progress, "deploy", datetime.now(UTC), 30))
     display.close()
 
-    assert stream.getvalue() == (
-        "deploy: starting\n"
-        "\x1b[1F\x1b[J"
-        "node2: FAILED ...\n"
-        "deploy: TASK [x]\n"
-        "  node2 ...\n"
-        "\x1b[2F\x1b[J"
-    )
+    written = stream.getvalue()
+    assert "node2: FAILED task [Fail where asked]" in written
+    assert "TASK [Reach the host]\n" not in written  # headings only in the view
+    assert "deploy: PLAY [Fixture play]" in written
+    assert "\x1b[2K" in written  # the view was erased in place when it closed
 
 
-def test_verbose_terminal_display_keeps_every_notice():
-    stream = io.StringIO()
-    display = TerminalDisplay(stream, verbose=True)
+def test_a_verbose_live_display_keeps_every_notice():
+    display, stream = live_display(verbose=True)
 
     display.show([Notice("heading", "TASK [x]"), Notice("result", "  node1: ok")])
     display.close()
 
-    assert stream.getvalue() == "TASK [x]\n  node1: ok\n"
+    assert "TASK [x]" in stream.getvalue() and "node1: ok" in stream.getvalue()
 
 
 def _debug_result(msg: str, *, no_log: bool = False) -> dict:
@@ -285,15 +318,38 @@ def test_debug_messages_are_the_playbooks_report_and_reach_a_terminal():
     notices = progress.apply(_debug_result("node  ray\nnode1 active"))
     reports = [n.text for n in notices if n.kind == "report"]
     assert reports == ["  node1: node  ray", "  node1: node1 active"]
-    out = io.StringIO()
-    terminal = TerminalDisplay(out, verbose=False)
+    terminal, out = live_display(verbose=False)
     terminal.show(notices)
-    terminal.redraw([])
     terminal.close()
     assert "node1 active" in out.getvalue()
-    assert "ok=1" not in out.getvalue()  # plain results stay in the live block only
+    assert "ok=1" not in out.getvalue()  # plain results stay in the live view only
 
 
 def test_a_no_log_debug_result_reports_nothing():
     notices = RunProgress(SPEC_ORDER).apply(_debug_result("", no_log=True))
     assert [n for n in notices if n.kind == "report"] == []
+
+
+def _ok(host: str) -> dict:
+    return {"event": "runner_on_ok", "event_data": {"host": host, "res": {"changed": False}}}
+
+
+def test_the_controllers_own_play_is_no_host_of_the_cluster():
+    # health.yml ends with a play on localhost: 3 nodes are 3 hosts, not 4.
+    progress = RunProgress(("node1", "node2", "node3"))
+    for host in ("node1", "node2", "node3", "localhost"):
+        progress.apply(_ok(host))
+    stats = {"ok": {"node1": 1, "node2": 1, "node3": 1, "localhost": 1}}
+    progress.apply({"event": "playbook_on_stats", "event_data": stats})
+
+    assert [row.host for row in progress.host_rows()] == ["node1", "node2", "node3"]
+
+
+def test_a_controller_that_failed_is_shown():
+    progress = RunProgress(("node1",))
+    progress.apply(_ok("node1"))
+    progress.apply(
+        {"event": "runner_on_failed", "event_data": {"host": "localhost", "res": {"msg": "x"}}}
+    )
+
+    assert progress.failed_hosts() == ["localhost"]

@@ -81,7 +81,7 @@ nodes: [{{name: n1, address: 10.0.0.1, role: head}}]
         (["--"], "exec: no command given"),
         ([], "exec: no command given"),
         (["--timeout", "-1", "--", "true"], "--timeout -1: give seconds, or 0 for no limit"),
-        (["--limit", "node7", "--", "true"], "'node7' names no node of cluster 'lab'"),
+        (["--limit", "node7", "--", "true"], "'node7' matches no node of cluster 'lab'"),
     ],
 )
 def test_exec_refuses_bad_input_before_connecting(run_cli, write_spec, valid_spec, args, message):

@@ -183,7 +183,7 @@ def test_broken_spec_gives_one_located_message(case: Broken, in_tmp: Path, write
 def test_broken_spec_writes_no_inventory(case: Broken, in_tmp: Path, write_spec, run_cli):
     write_spec(case.text)
 
-    result = run_cli("inventory", "-f", "cluster.yaml", "-o", "out")
+    result = run_cli("inventory", "-f", "cluster.yaml", "--out", "out")
     default_result = run_cli("inventory", "-f", "cluster.yaml")
 
     assert (result.code, default_result.code) == (2, 2)
