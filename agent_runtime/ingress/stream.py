@@ -26,11 +26,13 @@ CLOSE_NORMAL = 1000
 
 
 class FrameChannel(Protocol):
-    async def receive(self, timeout: float) -> bytes | str | None:
-        """The next data frame (bytes: binary, str: text); None once closed; TimeoutError."""
+    async def receive(self, timeout: float) -> tuple[bytes, bool] | None:
+        """The next message, (data, is_binary); None once closed; TimeoutError."""
         ...
 
-    async def send(self, data: bytes | str) -> None: ...
+    async def send_many(self, frames: list[tuple[bytes, bool]]) -> None:
+        """Send (data, is_binary) messages; returns once the socket has taken them."""
+        ...
 
     async def close(self, code: int, reason: str) -> None:
         """The closing handshake (for a client that still reads)."""
@@ -52,7 +54,7 @@ class _Sink:
 
     def resolve(self, index: int, reply: dict[str, Any]) -> None:
         data, _ = self.codec.encode_reply(reply)
-        self.session.queue_reply(data if self.codec.binary else data.decode())
+        self.session.queue_reply(data, self.codec.binary)
 
 
 class StreamSession:
@@ -61,7 +63,7 @@ class StreamSession:
         self._channel = channel
         self._limits = limits
         self._sinks = {False: _Sink(self, JSON), True: _Sink(self, MSGPACK)}
-        self._outbox: deque[bytes | str] = deque()
+        self._outbox: deque[tuple[bytes, bool]] = deque()
         self._unanswered = 0  # frames taken whose reply is not yet written
         self._have_replies = asyncio.Event()
         self._replies_written = asyncio.Event()
@@ -85,19 +87,18 @@ class StreamSession:
                 if self._closed:
                     return
             try:
-                data = await self._channel.receive(self._limits.idle_timeout_s)
+                frame = await self._channel.receive(self._limits.idle_timeout_s)
             except TimeoutError:
                 if self._unanswered == 0:
                     await self._channel.close(CLOSE_NORMAL, "idle")
                     return
                 continue
-            if data is None:
+            if frame is None:
                 return
             self._unanswered += 1
-            await self._admit(data)
+            await self._admit(*frame)
 
-    async def _admit(self, data: bytes | str) -> None:
-        binary = isinstance(data, bytes)
+    async def _admit(self, data: bytes, binary: bool) -> None:
         sink = self._sinks[binary]
         field = self._route.spec.routing_key
         decoded: Any = None
@@ -119,24 +120,25 @@ class StreamSession:
                 return
         self._route.submit([message], [client_id], lanes, sink)
 
-    def queue_reply(self, data: bytes | str) -> None:
+    def queue_reply(self, data: bytes, binary: bool) -> None:
         if self._closed:
             return  # the client left; its messages were still delivered
-        self._outbox.append(data)
+        self._outbox.append((data, binary))
         self._have_replies.set()
 
     async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._have_replies.wait()
             self._have_replies.clear()
             try:
-                async with asyncio.timeout(self._limits.send_timeout_s) as deadline:
-                    while self._outbox:
-                        await self._channel.send(self._outbox.popleft())
-                        self._unanswered -= 1
-                        self._replies_written.set()
-                        deadline.reschedule(loop.time() + self._limits.send_timeout_s)
+                while self._outbox:
+                    # Everything ready goes in one write; replies of one batch arrive together.
+                    frames = list(self._outbox)
+                    self._outbox.clear()
+                    async with asyncio.timeout(self._limits.send_timeout_s):
+                        await self._channel.send_many(frames)
+                    self._unanswered -= len(frames)
+                    self._replies_written.set()
             except (TimeoutError, ConnectionError):
                 # Not reading its replies, or gone: a closing handshake would wait on it too.
                 self._closed = True
