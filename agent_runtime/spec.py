@@ -98,7 +98,9 @@ class IngressLimits(_Strict):
     max_frame_bytes: int = Field(default=1 << 20, ge=1, description="WebSocket message")
     max_messages_per_request: int = Field(default=1024, ge=1, description="HTTP batch length")
     max_connections: int = Field(default=10_000, ge=1, description="per gateway process")
-    max_header_bytes: int = Field(default=8190, ge=256, description="one header line")
+    max_header_bytes: int = Field(
+        default=8190, ge=256, description="request line and headers together"
+    )
     idle_timeout_s: float = Field(default=60.0, gt=0, description="idle connection closed")
     max_pending_per_replica: int = Field(
         default=4096, ge=1, description="messages queued or in flight per replica, per gateway"

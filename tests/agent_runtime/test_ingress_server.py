@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
+import ssl
+import subprocess
 from typing import Any
 
 import msgspec
 import pytest
 
 from agent_runtime.ingress import token_digest
+from agent_runtime.ingress.gateway import tls_context
 from agent_runtime.ingress.server import HttpServer
 from agent_runtime.ingress.service import IngressService
 from agent_runtime.ingress.websocket import FrameError, FrameParser, unmask
-from agent_runtime.spec import DeploymentSpec
+from agent_runtime.spec import DeploymentSpec, IngressTls
 
 AUTH = b"Authorization: Bearer t\r\n"
 
@@ -37,7 +41,9 @@ class _Replica:
         return answer()
 
 
-async def _serve(**limits: Any) -> tuple[HttpServer, int, _Replica]:
+async def _serve(
+    tls: ssl.SSLContext | None = None, **limits: Any
+) -> tuple[HttpServer, int, _Replica]:
     spec = DeploymentSpec.model_validate(
         {
             "name": "d",
@@ -53,7 +59,7 @@ async def _serve(**limits: Any) -> tuple[HttpServer, int, _Replica]:
     service = IngressService(spec, fetch)
     service.set_replicas({"echo": await fetch("echo")})
     server = HttpServer(service)
-    return server, await server.start("127.0.0.1", 0, None), replica
+    return server, await server.start("127.0.0.1", 0, tls), replica
 
 
 def _post(body: bytes, extra: bytes = b"") -> bytes:
@@ -211,3 +217,33 @@ def test_frame_parser_checks_sizes_before_buffering():
         with pytest.raises(FrameError) as broken:
             FrameParser(10).feed(bad)
         assert broken.value.code == 1002
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_when_the_spec_names_a_certificate(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_context = tls_context(IngressTls(cert_file=str(cert), key_file=str(key)))
+    client_context = ssl.create_default_context(cafile=str(cert))
+
+    async def go():
+        server, port, _ = await _serve(server_context)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context)
+        writer.write(_post(b"[1, 2]", b"Connection: close\r\n"))
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        plain = await _exchange(port, _post(b"1"), timeout=2)
+        await server.stop()
+        return answer, plain
+
+    answer, plain = asyncio.run(go())
+    assert answer.startswith(b"HTTP/1.1 200") and b'"result":2' in answer
+    assert not plain.startswith(b"HTTP/1.1 200")  # plain HTTP on a TLS port gets nowhere
