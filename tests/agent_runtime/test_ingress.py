@@ -244,6 +244,24 @@ def test_bad_input_gets_its_4xx_and_others_are_still_served(gateway):
     assert not bystander_closed
 
 
+def test_metrics_count_messages_and_batch_sizes(gateway):
+    async def go():
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{gateway}/metrics", headers=AUTH) as response,
+        ):
+            return response.status, await response.text()
+
+    status, text = run(go())
+    assert status == 200
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    ok = 'mcp_ingress_messages_total{deployment="ingress-t",agent="echo",outcome="ok"}'
+    assert int(samples[ok]) > 600  # the earlier tests' messages through this gateway
+    calls = int(samples['mcp_ingress_batch_size_count{deployment="ingress-t",agent="echo"}'])
+    assert 0 < calls < int(samples[ok])  # fewer actor calls than messages
+    assert 'mcp_ingress_queued{deployment="ingress-t",agent="echo"}' in samples
+
+
 def test_an_idempotency_key_is_answered_once(gateway):
     async def go():
         async with aiohttp.ClientSession() as session:
@@ -280,7 +298,7 @@ def flood(ray_cluster):
     )
     deployment = run(Deployment.start(spec))
     gateway = run(deployment.gateways())[0]  # any gateway reaches every replica
-    yield gateway["url"], psutil.Process(gateway["pid"])
+    yield gateway["url"], psutil.Process(gateway["pid"]), deployment
     run(deployment.stop(purge=True))
 
 
@@ -289,7 +307,7 @@ def _flood_url(base: str, agent: str, stream: bool = False) -> str:
 
 
 def test_a_flood_gets_429s_and_memory_stays_bounded(flood):
-    base, process = flood
+    base, process, _ = flood
 
     async def one(session, i):
         async with session.post(_flood_url(base, "slow"), json={"n": i}, headers=AUTH) as r:
@@ -312,7 +330,7 @@ def test_a_flood_gets_429s_and_memory_stays_bounded(flood):
 
 
 def test_a_websocket_flood_is_flow_controlled_not_buffered(flood):
-    base, process = flood
+    base, process, _ = flood
     filler = "x" * 2**18
 
     async def go():
@@ -352,7 +370,7 @@ def test_a_websocket_flood_is_flow_controlled_not_buffered(flood):
 
 
 def test_a_client_that_reads_nothing_is_dropped(flood):
-    base, _ = flood
+    base, _, _ = flood
     filler = "x" * 60_000
 
     async def go():
@@ -376,3 +394,22 @@ def test_a_client_that_reads_nothing_is_dropped(flood):
     received, status = run(go())
     assert received < 400
     assert status == 200
+
+
+def test_a_killed_gateway_is_restarted_and_listens_again(flood):
+    _, process, deployment = flood
+    process.kill()
+
+    async def back() -> dict:
+        async with asyncio.timeout(45), aiohttp.ClientSession() as session:
+            while True:
+                await asyncio.sleep(0.5)
+                gateways = await deployment.gateways()
+                revived = [g for g in gateways if g["pid"] != process.pid]
+                if len(revived) == len(gateways):
+                    url = revived[0]["url"]
+                    status, _, body = await _post(session, _flood_url(url, "fast"), {"n": 1})
+                    return status, msgspec.json.decode(body)
+
+    status, reply = run(back())
+    assert status == 200 and reply["result"]["payload"] == {"n": 1}
