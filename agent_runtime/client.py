@@ -185,6 +185,11 @@ class Deployment:
     async def status(self) -> dict[str, Any]:
         return await self.supervisor.status.remote()
 
+    async def gateways(self) -> list[dict[str, Any]]:
+        """Where clients outside the cluster reach the agents (the spec's `ingress:`):
+        [{node_id, index, pid, host, port, url}]; empty without an ingress section."""
+        return await self.supervisor.gateways.remote()
+
     async def stop(self, purge: bool = False) -> int:
         stopped = await self.supervisor.stop.remote(purge)
         ray.kill(self.supervisor, no_restart=True)

@@ -14,6 +14,8 @@ SUPERVISOR_SUFFIX = "-supervisor"
 SPEC_ENV = "MCP_AGENTS_SPEC"
 READY_MARKER = "MCP-READY "
 REPORT_MARKER = "MCP-REPORT "
+# Followed by a JSON list of the gateways' addresses (Deployment.gateways()).
+INGRESS_MARKER = "MCP-INGRESS "
 
 # A replica's info call; beyond this the supervisor reports it unreachable.
 INFO_TIMEOUT_S = 2.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -20,7 +21,13 @@ from typing import Any
 import ray
 
 from agent_runtime.client import Deployment
-from agent_runtime.constants import NAMESPACE, READY_MARKER, SPEC_ENV, STATUS_EVERY_S
+from agent_runtime.constants import (
+    INGRESS_MARKER,
+    NAMESPACE,
+    READY_MARKER,
+    SPEC_ENV,
+    STATUS_EVERY_S,
+)
 from agent_runtime.spec import parse_spec
 
 
@@ -29,6 +36,8 @@ async def serve(spec_text: str, source: str) -> int:
     deployment = await Deployment.start(spec)
     status = await deployment.status()
     print(f"{READY_MARKER}{spec.name}: {len(status['replicas'])} replicas", flush=True)
+    if status["gateways"]:
+        print(f"{INGRESS_MARKER}{json.dumps(status['gateways'])}", flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -91,12 +91,62 @@ class HealthSpec(_Strict):
     gpu_xid_errors: int = Field(default=0, ge=0, description="critical XID events tolerated")
 
 
+class IngressLimits(_Strict):
+    """Bounds on what one client can make a gateway hold; beyond them it answers 4xx/429."""
+
+    max_body_bytes: int = Field(default=1 << 20, ge=1, description="HTTP request body")
+    max_frame_bytes: int = Field(default=1 << 20, ge=1, description="WebSocket message")
+    max_messages_per_request: int = Field(default=1024, ge=1, description="HTTP batch length")
+    max_connections: int = Field(default=10_000, ge=1, description="per gateway process")
+    max_header_bytes: int = Field(
+        default=8190, ge=256, description="request line and headers together"
+    )
+    idle_timeout_s: float = Field(default=60.0, gt=0, description="idle connection closed")
+    max_pending_per_replica: int = Field(
+        default=4096, ge=1, description="messages queued or in flight per replica, per gateway"
+    )
+    max_in_flight_per_connection: int = Field(
+        default=1024, ge=1, description="WebSocket messages unanswered before reading pauses"
+    )
+    send_timeout_s: float = Field(
+        default=30.0, gt=0, description="a client that reads nothing this long is dropped"
+    )
+
+
+class IngressTls(_Strict):
+    cert_file: str = Field(description="PEM certificate chain, path on the nodes")
+    key_file: str = Field(description="PEM private key, path on the nodes")
+
+
+class IngressSpec(_Strict):
+    """Gateways on the nodes that take HTTP/WebSocket from outside the cluster."""
+
+    port: int = Field(default=8300, ge=0, le=65535, description="0: any free port (tests)")
+    host: str | None = Field(default=None, description="default: the node's cluster address")
+    nodes: list[str] = Field(
+        default_factory=list, description="hostnames; default: the nodes hosting agents"
+    )
+    processes_per_node: int = Field(default=1, ge=1, le=64)
+    token_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 hex of the clients' bearer token (mcpctl fills it in)",
+    )
+    tls: IngressTls | None = None
+    max_batch_size: int = Field(default=256, ge=1, description="messages per actor call")
+    calls_per_replica: int = Field(
+        default=4, ge=1, le=256, description="actor calls in flight per replica, per gateway"
+    )
+    limits: IngressLimits = Field(default_factory=IngressLimits)
+
+
 class DeploymentSpec(_Strict):
     SPEC_REFERENCE: ClassVar[str] = "agent_runtime/README.md"
 
     name: str = Field(pattern=NAME_PATTERN)
     agents: list[AgentSpec] = Field(min_length=1)
     health: HealthSpec = Field(default_factory=HealthSpec)
+    ingress: IngressSpec | None = Field(default=None, description="omit: no gateways")
 
     @field_validator("agents")
     @classmethod

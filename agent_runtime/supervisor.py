@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agent_runtime import checkpoint, health, placement
 from agent_runtime.constants import INFO_TIMEOUT_S, NAMESPACE, READY_TIMEOUT_S
+from agent_runtime.ingress.gateway import Gateway
 from agent_runtime.replica import Replica
 from agent_runtime.spec import AgentSpec, DeploymentSpec
 
@@ -38,10 +40,23 @@ class ReplicaSlot:
         return f"{self.agent.name}.{self.index}"
 
 
+@dataclass
+class GatewaySlot:
+    node_id: str
+    index: int
+    handle: Any = None
+    address: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"ingress.{self.node_id[:12]}.{self.index}"
+
+
 class Supervisor:
     def __init__(self, spec: DeploymentSpec) -> None:
         self._spec = spec
         self._slots: dict[str, list[ReplicaSlot]] = {}
+        self._gateways: list[GatewaySlot] = []
         self._bad_nodes: set[str] = set()
         self._degraded = False
         self._report: dict[str, dict[str, Any]] = {}
@@ -68,13 +83,16 @@ class Supervisor:
             for slot in self._slots[agent.name]:
                 self._create(slot)
         await self._wait_ready(self._all_slots())
+        if self._spec.ingress is not None:
+            await self._start_gateways()
         self._watch = asyncio.ensure_future(self._watch_loop())
 
     async def _wait_ready(self, slots: list[ReplicaSlot]) -> None:
         calls = {asyncio.ensure_future(slot.handle.ready.remote()): slot for slot in slots}
         done, pending = await asyncio.wait(calls, timeout=READY_TIMEOUT_S)
         for call in done:
-            call.result()  # a failed constructor or setup: raise it to the deployer
+            # A failed constructor or setup raises here, to the deployer.
+            calls[call].node_id = call.result()["node_id"]
         if pending:
             stuck = ", ".join(
                 f"{calls[c].replica_id} (needs {calls[c].agent.resources.ray_options()})"
@@ -84,6 +102,91 @@ class Supervisor:
                 f"not ready after {READY_TIMEOUT_S:g}s: {stuck}; is there a healthy node with "
                 "those resources free? ('ray status' shows pending demands)"
             )
+
+    async def _start_gateways(self) -> None:
+        ingress = self._spec.ingress
+        assert ingress is not None
+        if ingress.token_sha256 is None:
+            raise ValueError(
+                "ingress.token_sha256 is missing: `mcpctl agents deploy` fills it in; from "
+                "Python, set it to agent_runtime.ingress.token_digest(token)"
+            )
+        self._gateways = [
+            GatewaySlot(node_id, index)
+            for node_id in self._gateway_nodes(ingress.nodes)
+            for index in range(ingress.processes_per_node)
+        ]
+        for gateway in self._gateways:
+            self._create_gateway(gateway)
+        table = self._replica_table()
+        addresses = await asyncio.gather(
+            *(gateway.handle.serve.remote(table) for gateway in self._gateways)
+        )
+        for gateway, address in zip(self._gateways, addresses, strict=True):
+            gateway.address = address
+        urls = sorted({address["url"] for address in addresses})
+        self._log(f"ingress: {len(self._gateways)} gateways at {', '.join(urls)}")
+
+    def _gateway_nodes(self, hostnames: list[str]) -> list[str]:
+        """Node ids for the named hostnames, else the nodes that host this deployment."""
+        if not hostnames:
+            return sorted({slot.node_id for slot in self._all_slots() if slot.node_id})
+        alive = [node for node in ray.nodes() if node["Alive"]]
+        found = [node["NodeID"] for node in alive if node["NodeManagerHostname"] in hostnames]
+        missing = set(hostnames) - {node["NodeManagerHostname"] for node in alive}
+        if missing:
+            known = ", ".join(sorted({node["NodeManagerHostname"] for node in alive}))
+            raise ValueError(
+                f"ingress.nodes: no live node named {', '.join(sorted(missing))} (nodes: {known})"
+            )
+        return sorted(found)
+
+    def _create_gateway(self, gateway: GatewaySlot) -> None:
+        gateway.handle = (
+            ray.remote(Gateway)
+            .options(
+                name=f"{self._spec.name}.{gateway.name}",
+                namespace=NAMESPACE,
+                num_cpus=0,
+                max_restarts=-1,
+                max_task_retries=-1,
+                max_concurrency=10_000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(gateway.node_id, soft=False),
+                # Latency-bound like replicas (see _create).
+                runtime_env={"env_vars": {"RAY_worker_niceness": "0"}},
+            )
+            .remote(self._spec, gateway.index)
+        )
+
+    def _replica_table(self) -> dict[str, list[tuple[str, Any, float]]]:
+        return {
+            agent: [(s.replica_id, s.handle, s.agent.weight) for s in slots]
+            for agent, slots in self._slots.items()
+        }
+
+    async def _poke_gateways(self) -> None:
+        """Hand every gateway the current replica handles; a gateway Ray restarted starts
+        listening again on this call."""
+        if not self._gateways:
+            return
+        table = self._replica_table()
+        answers = await asyncio.gather(
+            *(
+                asyncio.wait_for(gateway.handle.serve.remote(table), INFO_TIMEOUT_S)
+                for gateway in self._gateways
+            ),
+            return_exceptions=True,
+        )
+        for gateway, answer in zip(self._gateways, answers, strict=True):
+            if isinstance(answer, BaseException):
+                self._log(f"{gateway.name}: no answer ({answer!r})")
+            else:
+                gateway.address = answer
+
+    async def gateways(self) -> list[dict[str, Any]]:
+        """Where the deployment's gateways listen: [{node_id, index, pid, host, port, url}]."""
+        await self._ensure_started()
+        return [gateway.address for gateway in self._gateways]
 
     def _all_slots(self) -> list[ReplicaSlot]:
         return [slot for slots in self._slots.values() for slot in slots]
@@ -157,6 +260,7 @@ class Supervisor:
                 slot.node_id = info["node_id"]
             if slot.node_id in self._bad_nodes:
                 await self._move(slot)
+        await self._poke_gateways()
 
     async def _move(self, slot: ReplicaSlot) -> None:
         node = self._report.get(slot.node_id, {})
@@ -200,6 +304,7 @@ class Supervisor:
                 }
                 for slot in self._all_slots()
             ],
+            "gateways": [gateway.address for gateway in self._gateways],
             "nodes": self._report,
             "events": self._events[-20:],
         }
@@ -209,6 +314,13 @@ class Supervisor:
         later deployment of the same name starts from fresh state."""
         if self._watch is not None:
             self._watch.cancel()
+        # Clients first: nothing new arrives while the replicas take their last checkpoints.
+        await asyncio.gather(
+            *(gateway.handle.close.remote() for gateway in self._gateways),
+            return_exceptions=True,
+        )
+        for gateway in self._gateways:
+            ray.kill(gateway.handle, no_restart=True)
         slots = self._all_slots()
         await asyncio.gather(
             *(slot.handle.checkpoint.remote() for slot in slots), return_exceptions=True
