@@ -18,104 +18,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import multiprocessing
 import platform
-import socket
 import time
 
 import psutil
 
-from bench.echo_servers import ECHO_SERVERS, run_echo_server
+from bench.echo_servers import ECHO_SERVERS
 from bench.loadgen import LoadResult, LoadSpec, run_load
+from bench.targets import Target, TargetOptions, faults, measured, rss_bytes, start_echo
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def start(library: str) -> Target:
+    return start_echo(TargetOptions(processes=1, library=library))
 
 
-def wait_listening(port: int, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on port {port}")
-
-
-@dataclasses.dataclass
-class EchoTarget:
-    """Server processes sharing one port (SO_REUSEPORT): one node's gateway, echo inside."""
-
-    library: str
-    processes: int = 1
-    lifetime_s: float = 600.0
-    port: int = 0
-    workers: list = dataclasses.field(default_factory=list)
-
-    def start(self) -> EchoTarget:
-        self.port = free_port()
-        context = multiprocessing.get_context("spawn")
-        for _ in range(self.processes):
-            worker = context.Process(
-                target=run_echo_server,
-                daemon=True,
-                args=(self.library, "127.0.0.1", self.port, self.lifetime_s),
-            )
-            worker.start()
-            self.workers.append(worker)
-        wait_listening(self.port)
-        time.sleep(0.5)  # the other processes' listeners
-        return self
-
-    def processes_info(self) -> list[psutil.Process]:
-        return [psutil.Process(worker.pid) for worker in self.workers]
-
-    def rss_bytes(self) -> int:
-        return sum(process.memory_info().rss for process in self.processes_info())
-
-    def cpu_s(self) -> float:
-        return sum(sum(process.cpu_times()[:2]) for process in self.processes_info())
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.kill()
-            worker.join(timeout=5)
-
-
-@dataclasses.dataclass
-class Measured:
-    result: LoadResult
-    server_cpu_share: float  # of one core, while the load ran
-    per_cpu_s: float  # messages answered per second of server CPU
-
-
-def measured(target: EchoTarget, spec: LoadSpec, processes: int = 1) -> Measured:
-    marks: list[float] = []
-
-    def on_ready(_connections: int) -> None:
-        marks.extend((target.cpu_s(), time.perf_counter()))
-
-    result = run_load(spec, processes, on_ready)
-    cpu_before, started = marks
-    cpu = target.cpu_s() - cpu_before
-    share = cpu / (time.perf_counter() - started)
-    return Measured(result, share, result.all_answered / cpu if cpu else 0.0)
-
-
-def held_kib_per_connection(target: EchoTarget, connections: int) -> tuple[float, LoadResult]:
+def held_kib_per_connection(target: Target, connections: int) -> tuple[float, LoadResult]:
     baseline: list[int] = []
 
     def on_ready(_connections: int) -> None:
         time.sleep(1.0)  # let the last handshakes' buffers settle
-        baseline.append(target.rss_bytes())
+        baseline.append(rss_bytes(target.pids()))
 
     # A first few connections load what the library imports lazily: not a per-connection cost.
     run_load(LoadSpec(mode="hold", port=target.port, connections=50), 1)
-    before = target.rss_bytes()
+    before = rss_bytes(target.pids())
     spec = LoadSpec(mode="hold", port=target.port, connections=connections, sample_every=50)
     result = run_load(spec, 1, on_ready)
     return (baseline[0] - before) / 1024 / max(1, result.connections), result
@@ -136,18 +62,8 @@ class Figures:
     errors: int = 0  # lost + duplicated + unexpected + error answers + failed connections
 
 
-def faults(result: LoadResult) -> int:
-    return (
-        result.lost
-        + result.duplicated
-        + result.unexpected
-        + result.errors
-        + result.failed_connections
-    )
-
-
 def throughput_round(library: str, figures: Figures, args) -> None:
-    target = EchoTarget(library).start()
+    target = start(library)
     try:
         ws = measured(
             target,
@@ -175,7 +91,7 @@ def throughput_round(library: str, figures: Figures, args) -> None:
 
 
 def latency_and_memory(library: str, figures: Figures, args) -> None:
-    target = EchoTarget(library).start()
+    target = start(library)
     try:
         latency = run_load(
             LoadSpec(
@@ -190,11 +106,11 @@ def latency_and_memory(library: str, figures: Figures, args) -> None:
         figures.errors += faults(latency)
     finally:
         target.stop()
-    target = EchoTarget(library).start()
+    target = start(library)
     try:
         figures.kib_per_connection, held = held_kib_per_connection(target, args.idle_connections)
         figures.held = held.connections
-        figures.errors += held.sampled - held.sample_answered + held.failed_connections
+        figures.errors += faults(held)
     finally:
         target.stop()
 
@@ -232,8 +148,8 @@ def print_table(results: dict[str, Figures], args) -> None:
     print(
         f"(best of {args.rounds} rounds of {args.seconds:g} s; noise = (best - worst) / best; "
         f"per CPU-s = answers per second of server CPU;\n cpu = the server's share of one "
-        f"core (highest round); faults = lost + duplicated + unexpected + failed connections "
-        f"+ unanswered samples; {args.idle_connections:,} idle connections held)"
+        f"core (highest round); faults = lost (unanswered samples too) + duplicated + unexpected "
+        f"+ failed connections; {args.idle_connections:,} idle connections held)"
     )
 
 

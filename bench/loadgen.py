@@ -34,6 +34,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from queue import Empty
 from typing import Any
 
 import msgspec
@@ -394,6 +395,20 @@ def process_specs(spec: LoadSpec, processes: int) -> list[LoadSpec]:
     return specs
 
 
+def collect(queue, workers: list, timeout_s: float) -> list:
+    """One item per worker, failing fast if a worker dies instead of waiting out the timeout."""
+    items = []
+    deadline = time.monotonic() + timeout_s
+    while len(items) < len(workers):
+        try:
+            items.append(queue.get(timeout=0.5))
+        except Empty:
+            dead = [w for w in workers if w.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"load generator processes failed or hung: {dead}") from None
+    return items
+
+
 def run_load(
     spec: LoadSpec, processes: int = 1, on_ready: Callable[[int], None] | None = None
 ) -> LoadResult:
@@ -408,13 +423,12 @@ def run_load(
         worker.start()
     limit_s = spec.connect_timeout_s + spec.warmup_s + spec.duration_s + spec.drain_s + 60
     try:
-        connected = sum(ready.get(timeout=spec.connect_timeout_s + 30) for _ in workers)
+        connected = sum(collect(ready, workers, spec.connect_timeout_s + 30))
         if on_ready is not None:
             on_ready(connected)
         go.set()
         total = LoadResult()
-        for _ in workers:
-            status, result = results.get(timeout=limit_s)
+        for status, result in collect(results, workers, limit_s):
             if status != "ok":
                 raise RuntimeError(result)
             total.add(result)
