@@ -66,12 +66,16 @@ def start_serve(replicas: int, repo_root: str) -> ServeTarget:
         log_to_driver=False,
         runtime_env={"env_vars": env_vars},
     )
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    deployment = EchoAgent.options(
-        num_replicas=replicas,
-        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env_vars}},
-    )
-    serve.run(deployment.bind(), name=APPLICATION, route_prefix="/v1/bench/echo")
-    wait_listening(port)
+    try:
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        deployment = EchoAgent.options(
+            num_replicas=replicas,
+            ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env_vars}},
+        )
+        serve.run(deployment.bind(), name=APPLICATION, route_prefix="/v1/bench/echo")
+        wait_listening(port)
+    except BaseException:
+        ray.shutdown()
+        raise
     return ServeTarget(port)
