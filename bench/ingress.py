@@ -19,12 +19,26 @@ bench/loadgen.py: client processes on 127.0.1.N, every answer checked by message
 
 It prints a table, then LAST one line of JSON with the figures (null: not measured).
 
-Server library: raw-httptools (a plain asyncio Protocol on uvloop, httptools for HTTP, about
-100 lines of RFC 6455 framing), chosen by bench/ingress_servers.py, 2 cores shared with other
-work (load average 5-9 during the runs, so compare per server CPU-second):
+Server library (bench/ingress_servers.py, echo servers side by side, one server process and
+one client process on 2 shared cores; msg per server CPU-second, the steadier figure here):
 
-    library             WS msg/s  per CPU-s  HTTP msg/s  per CPU-s  KiB/conn  one port
-    (see /work/wt/notes/ingress-server-choice.md for the full table and the reasoning)
+    library                          WS msg/CPU-s  HTTP msg/CPU-s  KiB/idle WS  HTTP+WS one port
+    raw-httptools (uvloop+httptools)    221-290k        65-71k          2.2     yes
+    picows 2.3                          117-122k          -            27.6     WS only
+    aiohttp 3.14                         44-70k          7-11k         14.0     yes
+    uvicorn 0.55 + websockets 17.4       47-49k         19-24k         19.5     yes
+    uvicorn 0.55 + wsproto 1.3           25-28k         19-25k         18.0     yes
+    websockets 17.4                      36-45k           -            12.9     WS only
+    granian 2.8 (embedded, RSGI)         31-32k         23-26k        157.7     yes
+
+Chosen: a plain asyncio Protocol on uvloop with httptools for HTTP/1.1 and a small RFC 6455
+framing of our own: 2-9x the others per CPU (partly because it writes all the answers of one
+read in one call, which the gateway keeps by writing each batch of agent answers at once), a
+sixth or less of their memory per connection, HTTP and WS on one port, and it runs in any
+asyncio loop (Ray 2.60 makes async actors' loops uvloop when uvloop is installed). The price:
+the gateway owns fragmentation, size limits, close/ping handling and backpressure, and tests
+them against real client libraries. granian's usual mode spawns its own worker processes,
+outside Ray; its embedded mode runs in the loop but is marked experimental.
 """
 
 from __future__ import annotations
