@@ -1,6 +1,7 @@
 """Is every node ready for a playbook? One SSH round trip per node gathers the facts; the
-checks (supported OS, free disk, memory, python3, passwordless sudo, GPUs vs the spec's `gpu:`)
-then run here."""
+checks (supported OS and architecture, free disk, memory, python3, passwordless sudo, GPUs vs
+the spec's `gpu:`) then run here, against the requirements the common role enforces (read from
+roles/common/defaults/main.yml), so preflight passes exactly the nodes that deploy accepts."""
 
 from __future__ import annotations
 
@@ -8,46 +9,89 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from typing import Literal, TextIO
 
 from mcpctl.remote import run_on_nodes
+from mcpctl.roledata import literal_default, role_file
 from mcpctl.spec import ClusterSpec, NodeSpec
 from mcpctl.tables import Cell, CellValue, Column, print_table
 
+MIB = 1024**2
 GIB = 1024**3
-MIN_FREE_DISK_GIB = 10
-# Ray keeps 30% of memory for its object store; below this, torch in Ray workers gets
-# OOM-killed on the first real task.
-MIN_MEMORY_GIB = 4
-# The oldest Python ansible-core 2.19 runs modules with.
-MIN_PYTHON = (3, 8)
-SUPPORTED_OS = "Debian 12, Ubuntu 22.04/24.04, RHEL-family 9"
-_UBUNTU_RELEASES = ("22.04", "24.04")
-_RHEL_FAMILY = frozenset({"rhel", "rocky", "almalinux", "centos", "ol"})
+
+# How Ansible's setup names the distributions (its `distribution` fact) whose os-release ID
+# is on the left: the role's platform list is keyed by those names.
+ANSIBLE_DISTRIBUTION = {
+    "almalinux": "AlmaLinux",
+    "centos": "CentOS",
+    "debian": "Debian",
+    "fedora": "Fedora",
+    "ol": "OracleLinux",
+    "rhel": "RedHat",
+    "rocky": "Rocky",
+    "ubuntu": "Ubuntu",
+}
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What the common role's preflight asks of a node, in the role's own units."""
+
+    platforms: Mapping[str, tuple[str, ...]]  # Ansible distribution name -> versions
+    architectures: tuple[str, ...]
+    min_memory_mb: int
+    min_disk_gb: float
+    min_python: tuple[int, ...]
+
+    def describe_platforms(self) -> str:
+        return ", ".join(
+            f"{name} {'/'.join(versions)}" for name, versions in self.platforms.items()
+        )
+
+
+@cache
+def requirements() -> Requirements:
+    platforms = literal_default("common", "common_supported_platforms")
+    return Requirements(
+        platforms={
+            name: tuple(str(version) for version in versions)
+            for family in platforms.values()
+            for name, versions in family.items()
+        },
+        architectures=tuple(literal_default("common", "common_supported_architectures")),
+        min_memory_mb=int(literal_default("common", "common_min_memory_mb")),
+        min_disk_gb=float(literal_default("common", "common_min_disk_gb")),
+        min_python=_version(str(literal_default("common", "common_min_python_version"))),
+    )
+
 
 # POSIX sh, no python3 needed (whether it is there is one of the checks). One key=value per
-# line. GPUs: NVIDIA's vendor id on a display or 3D controller (class 0x03xxxx); the HDMI audio
-# function and NVSwitch bridges of the same vendor are not GPUs.
-PROBE_SCRIPT = r"""
+# line. The GPU count is the nvidia_driver role's own script, run in a subshell without
+# arguments (it takes its sysfs directory from $1).
+_PROBE_HEAD = r"""
 ( . /etc/os-release 2>/dev/null
   echo "os_id=${ID:-}"; echo "os_version=${VERSION_ID:-}"; echo "os_like=${ID_LIKE:-}"
   echo "os_name=${PRETTY_NAME:-}" )
+echo "architecture=$(uname -m)"
 df -Pk / 2>/dev/null | awk 'NR == 2 { print "disk_free_kib=" $4 }'
 awk '/^MemTotal:/ { print "memory_kib=" $2 }' /proc/meminfo
 if command -v python3 >/dev/null 2>&1; then
   echo "python3=$(python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
 fi
-gpus=0
-for device in /sys/bus/pci/devices/*; do
-  [ "$(cat "$device/vendor" 2>/dev/null)" = 0x10de ] || continue
-  case "$(cat "$device/class" 2>/dev/null)" in 0x03*) gpus=$((gpus + 1)) ;; esac
-done
-echo "nvidia_gpus=$gpus"
 if sudo -n true >/dev/null 2>&1; then echo "sudo=yes"; else echo "sudo=no"; fi
 """
+GPU_SCRIPT = "files/nvidia-gpus.sh"
+
+
+@cache
+def probe_script() -> str:
+    gpus = role_file("nvidia_driver", GPU_SCRIPT).read_text(encoding="utf-8")
+    return f"{_PROBE_HEAD}( set --\n{gpus}\n)\n"
+
 
 Status = Literal["ok", "warn", "fail"]
-CHECK_NAMES = ("ssh", "os", "disk", "memory", "python3", "sudo", "gpus")
+CHECK_NAMES = ("ssh", "os", "arch", "disk", "memory", "python3", "sudo", "gpus")
 
 
 @dataclass(frozen=True)
@@ -71,7 +115,7 @@ class NodeReport:
 
 
 def check_nodes(spec: ClusterSpec, nodes: Sequence[NodeSpec], timeout: float) -> list[NodeReport]:
-    results = run_on_nodes(spec, nodes, PROBE_SCRIPT, timeout)
+    results = run_on_nodes(spec, nodes, probe_script(), timeout)
     reports = []
     for node, result in zip(nodes, results, strict=True):
         if result.error is not None or result.timed_out:
@@ -99,6 +143,7 @@ def evaluate(node: NodeSpec, facts: Mapping[str, str]) -> list[Check]:
     return [
         Check("ssh", "ok", "ok"),
         _os_check(facts),
+        _architecture_check(facts),
         _disk_check(facts),
         _memory_check(facts),
         _python_check(facts),
@@ -110,17 +155,32 @@ def evaluate(node: NodeSpec, facts: Mapping[str, str]) -> list[Check]:
 def _os_check(facts: Mapping[str, str]) -> Check:
     os_id, version = facts.get("os_id", ""), facts.get("os_version", "")
     shown = f"{os_id} {version}".strip() or "unknown"
-    family = {os_id, *facts.get("os_like", "").split()}
-    major = version.split(".")[0]
-    supported = (
-        (os_id == "debian" and major == "12")
-        or (os_id == "ubuntu" and version in _UBUNTU_RELEASES)
-        or (bool(family & _RHEL_FAMILY) and major == "9")
-    )
-    if supported:
+    wanted = requirements()
+    # As the role matches: the full version ("22.04") or the major one ("9" for "9.4").
+    versions = wanted.platforms.get(ANSIBLE_DISTRIBUTION.get(os_id, os_id), ())
+    if version in versions or version.split(".")[0] in versions:
         return Check("os", "ok", shown)
     name = facts.get("os_name") or shown
-    return Check("os", "fail", shown, f"{name} is not supported (supported: {SUPPORTED_OS})")
+    return Check(
+        "os",
+        "fail",
+        shown,
+        f"{name} is not supported (supported: {wanted.describe_platforms()})",
+    )
+
+
+def _architecture_check(facts: Mapping[str, str]) -> Check:
+    architecture = facts.get("architecture", "")
+    supported = requirements().architectures
+    if architecture in supported:
+        return Check("arch", "ok", architecture)
+    return Check(
+        "arch",
+        "fail",
+        architecture or "?",
+        f"architecture {architecture or 'unknown'} is not supported "
+        f"(supported: {', '.join(supported)})",
+    )
 
 
 def _disk_check(facts: Mapping[str, str]) -> Check:
@@ -128,10 +188,10 @@ def _disk_check(facts: Mapping[str, str]) -> Check:
     if free is None:
         return Check("disk", "fail", "?", "could not read the free space on / (df -Pk /)")
     shown = _gib(free)
-    if free < MIN_FREE_DISK_GIB * GIB:
-        return Check(
-            "disk", "fail", shown, f"only {shown} free on /, needs {MIN_FREE_DISK_GIB} GiB"
-        )
+    needed = requirements().min_disk_gb
+    # The role compares GiB rounded to one decimal; so does this.
+    if round(free / GIB, 1) < needed:
+        return Check("disk", "fail", shown, f"only {shown} free on /, needs {needed:g} GiB")
     return Check("disk", "ok", shown)
 
 
@@ -140,8 +200,10 @@ def _memory_check(facts: Mapping[str, str]) -> Check:
     if total is None:
         return Check("memory", "fail", "?", "could not read MemTotal from /proc/meminfo")
     shown = _gib(total)
-    if total < MIN_MEMORY_GIB * GIB:
-        return Check("memory", "fail", shown, f"{shown} of memory, needs {MIN_MEMORY_GIB} GiB")
+    needed = requirements().min_memory_mb
+    # Ansible's memtotal_mb, which the role compares, is MemTotal in whole MiB.
+    if total // MIB < needed:
+        return Check("memory", "fail", shown, f"{shown} of memory, needs {needed} MiB")
     return Check("memory", "ok", shown)
 
 
@@ -150,13 +212,18 @@ def _python_check(facts: Mapping[str, str]) -> Check:
     if not version:
         return Check("python3", "fail", "missing", "no python3: install it (Ansible needs it)")
     try:
-        numbers = tuple(int(part) for part in version.split(".")[:2])
+        numbers = _version(version)
     except ValueError:
         return Check("python3", "fail", version, f"python3 reports version {version!r}")
-    if numbers < MIN_PYTHON:
-        wanted = ".".join(map(str, MIN_PYTHON))
-        return Check("python3", "fail", version, f"python3 {version} is older than {wanted}")
+    wanted = requirements().min_python
+    if numbers < wanted:
+        oldest = ".".join(map(str, wanted))
+        return Check("python3", "fail", version, f"python3 {version} is older than {oldest}")
     return Check("python3", "ok", version)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
 
 
 def _sudo_check(facts: Mapping[str, str]) -> Check:

@@ -43,5 +43,16 @@ def playbook_path(name: str, override: str | None = None) -> Path:
     return path
 
 
-def inventory_dir(cluster: str) -> Path:
+def inventory_dir(spec_file: str | os.PathLike[str], cluster: str) -> Path:
+    """Where the inventory of the spec `spec_file` (cluster `cluster`) is rendered.
+
+    A sandbox's spec keeps its inventory beside it, in the sandbox's state directory, so that
+    `sandbox down` leaves nothing behind in the checkout; any other spec renders into
+    inventory/<cluster>/ at the top of the project (ignored by git, except inventory/example/).
+    """
+    from mcpctl.sandbox.paths import SandboxLayout
+
+    sandbox = SandboxLayout.default()
+    if Path(spec_file).resolve() == sandbox.spec_file.resolve():
+        return sandbox.inventory_dir
     return project_dir() / "inventory" / cluster

@@ -1,7 +1,8 @@
 """Handlers of `mcpctl deploy | scale | remove-node | upgrade | reset | health`.
 
 Each checks the spec (exit 2 on a fault, nothing run), renders its inventory into
-inventory/<cluster>/ of the project, and runs playbooks/<command>.yml on it.
+inventory/<cluster>/ of the project (a sandbox's spec: the sandbox's state directory),
+and runs playbooks/<command>.yml on it.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def run_lifecycle_playbook(
     playbook = playbook_path(name, args.playbook_dir)
     if before_run is not None:
         before_run(spec)
-    inventory = inventory_dir(spec.name)
+    inventory = inventory_dir(args.spec, spec.name)
     write_inventory(spec, inventory)
 
     # Only now: bad input ends the command before ansible-runner (and ansible) load.

@@ -9,8 +9,6 @@ from pathlib import Path
 from mcpctl.errors import UsageError
 from specfile.errors import SpecError
 
-DEFAULT_INVENTORY_ROOT = Path("inventory")
-
 # Which `init` flag supplied each part of the starter spec.
 _FLAG_OF_FIELD = {
     ("name",): "--name",
@@ -78,10 +76,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     from mcpctl.inventory import HOSTS_FILE, write_inventory
+    from mcpctl.project import inventory_dir
     from mcpctl.spec import load_spec
 
     spec = load_spec(args.spec)
-    out_dir = Path(args.out) if args.out else DEFAULT_INVENTORY_ROOT / spec.name
+    # Where deploy and the other playbook commands render it, so they run what this shows.
+    out_dir = Path(args.out) if args.out else inventory_dir(args.spec, spec.name)
     written = write_inventory(spec, out_dir)
     for path in written:
         print(f"wrote {path}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from mcpctl.sandbox.image import ensure_image
 from mcpctl.sandbox.nodes import (
     Node,
     ensure_network,
+    node_options,
     remove_containers,
     remove_network,
     sandbox_containers,
@@ -263,6 +266,7 @@ def print_env(layout: SandboxLayout) -> None:
         "MCP_SANDBOX_NETWORK": layout.name,
         "MCP_SANDBOX_APT_PROXY": services.apt_proxy_url(layout),
         "MCP_SANDBOX_WHEELHOUSE": services.wheelhouse_url(layout),
+        "MCP_SANDBOX_NODE_OPTS": json.dumps(node_options()),
     }
     for name, value in exports.items():
-        sys.stdout.write(f"export {name}={value}\n")
+        sys.stdout.write(f"export {name}={shlex.quote(value)}\n")

@@ -9,19 +9,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mcpctl.errors import McpError
+from mcpctl.roledata import literal_default
 from mcpctl.sandbox.engine import Podman
 from mcpctl.sandbox.paths import SandboxLayout
 
 SANDBOX_LABEL = "io.mcp-cluster.sandbox"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
-# Namespaced sysctls belong to the container runtime (as a Kubernetes pod's securityContext
-# sets them): /proc/sys stays read-only inside, so nothing a node runs can change the host's
-# kernel-wide settings. The values are the ones roles/common asks for.
-NODE_SYSCTLS = {
-    "net.core.somaxconn": "4096",
-    "net.ipv4.ip_local_port_range": "32768 60999",
-    "net.ipv4.tcp_max_syn_backlog": "4096",
-}
+
+
+def node_options() -> list[str]:
+    """`podman run` options of every sandbox node, and of Molecule's (via `sandbox env`).
+
+    Namespaced sysctls belong to the container runtime (as a Kubernetes pod's securityContext
+    sets them): /proc/sys stays read-only inside, so nothing a node runs can change the host's
+    kernel-wide settings. They are the common role's own network-namespaced ones.
+    """
+    sysctls = literal_default("common", "common_sysctl_net")
+    return [
+        # Ray's object store lives in /dev/shm; podman's default is 64 MB.
+        "--shm-size=1g",
+        *(f"--sysctl={key}={value}" for key, value in sysctls.items()),
+    ]
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,6 @@ def start_node(podman: Podman, node: Node, image: str) -> None:
         _check_address(podman, node)
         podman.run(["start", name])
         return
-    sysctls = [f"--sysctl={key}={value}" for key, value in NODE_SYSCTLS.items()]
     podman.run(
         [
             "run",
@@ -104,9 +111,7 @@ def start_node(podman: Podman, node: Node, image: str) -> None:
             f"{SANDBOX_LABEL}={layout.name}",
             # nftables (the Ray firewall) needs it; it is scoped to the node's network namespace.
             "--cap-add=NET_ADMIN",
-            # Ray's object store lives in /dev/shm; podman's default is 64 MB.
-            "--shm-size=1g",
-            *sysctls,
+            *node_options(),
             "--volume",
             f"{layout.authorized_keys_dir}:/etc/ssh/authorized:ro",
             image,

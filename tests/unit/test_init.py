@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mcpctl import project
 from mcpctl.spec import load_spec, parse_spec
 from mcpctl.starter import render_starter_spec
 from specfile.errors import SpecError
@@ -43,14 +44,15 @@ def test_init_output_is_commented(in_tmp: Path, run_cli):
     assert "address: gpu02.lab" in text
 
 
-def test_init_and_inventory_from_several_patterns(in_tmp: Path, run_cli):
+def test_init_and_inventory_from_several_patterns(in_tmp: Path, run_cli, monkeypatch):
+    monkeypatch.setattr(project, "project_dir", lambda: in_tmp / "checkout")
     assert run_cli("init", "--head", "10.0.0.1", "--workers", "10.0.1.[1:2],10.0.2.1").code == 0
     assert run_cli("init", "--head", "10.0.0.1", "--workers", "a[1:2]", "-O", "b.yaml").code == 0
 
     assert len(load_spec("cluster.yaml").workers) == 3
     assert [node.address for node in load_spec("b.yaml").workers] == ["a1", "a2"]
     assert run_cli("inventory").code == 0
-    assert (in_tmp / "inventory/mcp/hosts.yml").is_file()
+    assert (in_tmp / "checkout/inventory/mcp/hosts.yml").is_file()
 
 
 def test_init_refuses_to_overwrite_without_force(in_tmp: Path, run_cli):

@@ -14,9 +14,10 @@ import pytest
 import yaml
 from spec_samples import VALID_SPEC
 
-from mcpctl import inventory
+from mcpctl import inventory, project
 from mcpctl.errors import UsageError
 from mcpctl.inventory import GROUP_VARS_FILE, HOSTS_FILE, render_inventory, write_inventory
+from mcpctl.sandbox.paths import SandboxLayout
 from mcpctl.spec import load_spec, parse_spec
 
 TRICKY_SPEC = """\
@@ -182,16 +183,30 @@ def test_output_path_that_is_a_file_is_refused(tmp_path: Path):
         write_inventory(parse_spec(VALID_SPEC), tmp_path / "inv")
 
 
-def test_cli_writes_to_default_directory(in_tmp: Path, write_spec, run_cli):
+def test_cli_writes_to_the_projects_inventory_directory(
+    in_tmp: Path, write_spec, run_cli, monkeypatch
+):
+    monkeypatch.setattr(project, "project_dir", lambda: in_tmp / "checkout")
     write_spec(VALID_SPEC)
 
     result = run_cli("inventory", "-f", "cluster.yaml")
 
     assert result.code == 0, result.err
-    assert "wrote inventory/lab/hosts.yml\nwrote inventory/lab/group_vars/mcp_cluster.yml\n" in (
-        result.out
+    written = in_tmp / "checkout/inventory/lab"
+    assert f"wrote {written}/hosts.yml\nwrote {written}/group_vars/mcp_cluster.yml\n" in result.out
+    assert (written / "hosts.yml").is_file()
+    assert not (in_tmp / "inventory").exists()
+
+
+def test_a_sandboxs_inventory_goes_to_its_state_directory(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MCP_SANDBOX_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(project, "project_dir", lambda: tmp_path / "checkout")
+    sandbox = SandboxLayout.default()
+
+    assert project.inventory_dir(sandbox.spec_file, "sandbox") == sandbox.inventory_dir
+    assert project.inventory_dir(tmp_path / "cluster.yaml", "sandbox") == (
+        tmp_path / "checkout/inventory/sandbox"
     )
-    assert (in_tmp / "inventory/lab/hosts.yml").is_file()
 
 
 def _ansible_inventory() -> str:

@@ -34,7 +34,7 @@ def playbooks(tmp_path: Path) -> Path:
 def runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[PlaybookRun]:
     """The runs the handlers ask for; each 'ends' with the exit code in `runs.exit_code`."""
     started: list[PlaybookRun] = []
-    monkeypatch.setattr(lifecycle, "inventory_dir", lambda name: tmp_path / "inv" / name)
+    monkeypatch.setattr(lifecycle, "inventory_dir", lambda spec_file, name: tmp_path / "inv" / name)
     monkeypatch.setattr(lifecycle, "runs_dir", lambda name: tmp_path / "runs" / name)
 
     def fake_run(run: PlaybookRun) -> SimpleNamespace:
@@ -90,7 +90,7 @@ def test_the_playbook_dir_can_come_from_the_environment(
 
 
 def test_the_exit_code_is_the_runs(run_cli, spec, playbooks, monkeypatch):
-    monkeypatch.setattr(lifecycle, "inventory_dir", lambda name: spec.parent / "inv")
+    monkeypatch.setattr(lifecycle, "inventory_dir", lambda spec_file, name: spec.parent / "inv")
     monkeypatch.setattr(
         runner, "run_playbook", lambda run, stream=None: SimpleNamespace(exit_code=1)
     )
@@ -301,7 +301,7 @@ def test_the_summary_as_json():
 
 
 def test_output_json_prints_only_json_on_stdout(run_cli, spec, playbooks, monkeypatch):
-    monkeypatch.setattr(lifecycle, "inventory_dir", lambda name: spec.parent / "inv")
+    monkeypatch.setattr(lifecycle, "inventory_dir", lambda spec_file, name: spec.parent / "inv")
     streams = []
 
     def fake_run(run: PlaybookRun, stream=None) -> RunOutcome:

@@ -9,15 +9,19 @@ import subprocess
 import pytest
 
 from mcpctl.preflight import (
-    PROBE_SCRIPT,
     Check,
     NodeReport,
     evaluate,
     parse_facts,
     print_report,
+    probe_script,
     render_json,
+    requirements,
 )
 from mcpctl.spec import NodeSpec
+from tests.unit.roles import REPO, defaults
+
+GPU_SCRIPT = REPO / "roles/nvidia_driver/files/nvidia-gpus.sh"
 
 GIB_IN_KIB = 1024 * 1024
 GOOD_FACTS = {
@@ -25,6 +29,7 @@ GOOD_FACTS = {
     "os_version": "12",
     "os_like": "",
     "os_name": "Debian GNU/Linux 12 (bookworm)",
+    "architecture": "x86_64",
     "disk_free_kib": str(50 * GIB_IN_KIB),
     "memory_kib": str(16 * GIB_IN_KIB),
     "python3": "3.11.2",
@@ -47,6 +52,7 @@ def test_a_good_node_passes_every_check():
     assert [(check.name, check.status, check.value) for check in checks] == [
         ("ssh", "ok", "ok"),
         ("os", "ok", "debian 12"),
+        ("arch", "ok", "x86_64"),
         ("disk", "ok", "50.0 GiB"),
         ("memory", "ok", "16.0 GiB"),
         ("python3", "ok", "3.11.2"),
@@ -66,7 +72,8 @@ def test_a_good_node_passes_every_check():
         ("rhel", "9.4", "fedora", "ok"),
         ("rocky", "9.3", "rhel centos fedora", "ok"),
         ("almalinux", "9.4", "rhel centos fedora", "ok"),
-        ("ol", "9.2", "fedora", "ok"),
+        ("ol", "9.2", "fedora", "fail"),
+        ("centos", "9", "rhel fedora", "fail"),
         ("rocky", "8.9", "rhel centos fedora", "fail"),
         ("fedora", "40", "", "fail"),
         ("", "", "", "fail"),
@@ -82,25 +89,63 @@ def test_an_unsupported_os_says_what_is_supported():
     facts = {**GOOD_FACTS, "os_id": "ubuntu", "os_version": "20.04", "os_name": "Ubuntu 20.04"}
 
     assert check("os", facts).problem == (
-        "Ubuntu 20.04 is not supported (supported: Debian 12, Ubuntu 22.04/24.04, RHEL-family 9)"
+        "Ubuntu 20.04 is not supported "
+        "(supported: Debian 12, Ubuntu 22.04/24.04, RedHat 9, Rocky 9, AlmaLinux 9)"
     )
 
 
 @pytest.mark.parametrize(
-    ("free_kib", "status"), [(10 * GIB_IN_KIB, "ok"), (10 * GIB_IN_KIB - 1, "fail"), ("", "fail")]
+    ("architecture", "status"),
+    [("x86_64", "ok"), ("aarch64", "ok"), ("armv7l", "fail"), ("", "fail")],
+)
+def test_the_architecture_must_be_one_ray_ships_for(architecture, status):
+    assert check("arch", {**GOOD_FACTS, "architecture": architecture}).status == status
+
+
+def test_the_requirements_are_the_common_roles():
+    common = defaults("common")
+    wanted = requirements()
+
+    assert wanted.platforms == {
+        name: tuple(versions)
+        for family in common["common_supported_platforms"].values()
+        for name, versions in family.items()
+    }
+    assert wanted.architectures == tuple(common["common_supported_architectures"])
+    assert wanted.min_memory_mb == common["common_min_memory_mb"]
+    assert wanted.min_disk_gb == common["common_min_disk_gb"]
+    assert ".".join(map(str, wanted.min_python)) == common["common_min_python_version"]
+
+
+# 9.96 GiB is 10.0 rounded to a tenth, as the role compares it: ok there, so ok here.
+@pytest.mark.parametrize(
+    ("free_kib", "status"),
+    [
+        (10 * GIB_IN_KIB, "ok"),
+        (int(9.96 * GIB_IN_KIB), "ok"),
+        (int(9.94 * GIB_IN_KIB), "fail"),
+        ("", "fail"),
+    ],
 )
 def test_free_disk_needs_10_gib(free_kib, status):
     assert check("disk", {**GOOD_FACTS, "disk_free_kib": str(free_kib)}).status == status
 
 
-def test_little_memory_fails():
-    result = check("memory", {**GOOD_FACTS, "memory_kib": str(2 * GIB_IN_KIB)})
+@pytest.mark.parametrize(
+    ("memory_kib", "status"), [(2048 * 1024, "ok"), (2048 * 1024 - 1, "fail"), ("", "fail")]
+)
+def test_memory_needs_2048_mib(memory_kib, status):
+    assert check("memory", {**GOOD_FACTS, "memory_kib": str(memory_kib)}).status == status
 
-    assert (result.status, result.problem) == ("fail", "2.0 GiB of memory, needs 4 GiB")
+
+def test_little_memory_says_what_is_needed():
+    result = check("memory", {**GOOD_FACTS, "memory_kib": str(GIB_IN_KIB)})
+
+    assert (result.status, result.problem) == ("fail", "1.0 GiB of memory, needs 2048 MiB")
 
 
 @pytest.mark.parametrize(
-    ("version", "status"), [("3.9.18", "ok"), ("3.8.0", "ok"), ("3.6.8", "fail"), ("", "fail")]
+    ("version", "status"), [("3.9.18", "ok"), ("3.9", "ok"), ("3.8.20", "fail"), ("", "fail")]
 )
 def test_python3_must_be_there_and_recent_enough(version, status):
     facts = {**GOOD_FACTS, "python3": version} if version else {**GOOD_FACTS, "python3": ""}
@@ -161,13 +206,13 @@ def test_the_table_has_a_column_per_check_and_a_line_per_problem():
     print_report(REPORTS, out)
 
     assert out.getvalue().splitlines() == [
-        "NODE       ADDRESS    SSH     OS         DISK         MEMORY    PYTHON3  SUDO  "
+        "NODE       ADDRESS    SSH     OS         ARCH    DISK         MEMORY    PYTHON3  SUDO  "
         "GPUS               RESULT",
-        "head       10.0.0.1   ok      debian 12  50.0 GiB     16.0 GiB  3.11.2   yes   "
+        "head       10.0.0.1   ok      debian 12  x86_64  50.0 GiB     16.0 GiB  3.11.2   yes   "
         "0 (gpu: auto)      ok",
-        "worker-10  10.0.0.20  ok      debian 12  1.0 GiB (x)  16.0 GiB  3.11.2   yes   "
+        "worker-10  10.0.0.20  ok      debian 12  x86_64  1.0 GiB (x)  16.0 GiB  3.11.2   yes   "
         "0 (gpu: true) (x)  FAIL",
-        "w3         10.0.0.3   no (x)  -          -            -         -        -     "
+        "w3         10.0.0.3   no (x)  -          -       -            -         -        -     "
         "-                  FAIL",
         "",
         "worker-10: disk: only 1.0 GiB free on /, needs 10 GiB",
@@ -195,13 +240,29 @@ def test_json_for_scripts():
 
 
 def test_the_probe_script_runs_in_posix_sh_and_reports_every_fact():
-    probe = subprocess.run(["sh", "-c", PROBE_SCRIPT], capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        ["sh", "-c", probe_script(), "sh", "/nonexistent"], capture_output=True, text=True
+    )
     facts = parse_facts(probe.stdout)
 
-    assert probe.stderr == ""
-    assert {"os_id", "os_version", "disk_free_kib", "memory_kib", "nvidia_gpus", "sudo"} <= set(
-        facts
-    )
+    assert (probe.returncode, probe.stderr) == (0, "")
+    assert {
+        "os_id",
+        "os_version",
+        "architecture",
+        "disk_free_kib",
+        "memory_kib",
+        "nvidia_gpus",
+        "sudo",
+    } <= set(facts)
     assert facts["disk_free_kib"].isdigit() and facts["memory_kib"].isdigit()
     assert facts["nvidia_gpus"].isdigit()
+    # The role's GPU script ran on this machine's sysfs, not on the outer script's argument.
+    alone = parse_facts(
+        subprocess.run(["sh", str(GPU_SCRIPT)], capture_output=True, text=True).stdout
+    )
+    assert (facts["pci_devices"], facts["nvidia_gpus"]) == (
+        alone["pci_devices"],
+        alone["nvidia_gpus"],
+    )
     assert facts["sudo"] in ("yes", "no")
