@@ -12,6 +12,8 @@ SUPERVISOR_SUFFIX = "-supervisor"
 
 # How `mcpctl agents deploy` hands the agents.yaml to the job, and the log lines it reads back.
 SPEC_ENV = "MCP_AGENTS_SPEC"
+# The SHA-256 of the clients' ingress token: the job sees only the digest, never the token.
+INGRESS_TOKEN_DIGEST_ENV = "MCP_INGRESS_TOKEN_SHA256"
 READY_MARKER = "MCP-READY "
 REPORT_MARKER = "MCP-REPORT "
 # Followed by a JSON list of the gateways' addresses (Deployment.gateways()).

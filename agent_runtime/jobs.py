@@ -23,16 +23,28 @@ import ray
 from agent_runtime.client import Deployment
 from agent_runtime.constants import (
     INGRESS_MARKER,
+    INGRESS_TOKEN_DIGEST_ENV,
     NAMESPACE,
     READY_MARKER,
     SPEC_ENV,
     STATUS_EVERY_S,
 )
-from agent_runtime.spec import parse_spec
+from agent_runtime.spec import DeploymentSpec, parse_spec
+
+
+def with_token_digest(spec: DeploymentSpec, digest: str | None) -> DeploymentSpec:
+    """The spec with the ingress token digest that `mcpctl agents deploy` passed beside it,
+    unless the spec names one itself."""
+    if spec.ingress is None or spec.ingress.token_sha256 or not digest:
+        return spec
+    ingress = spec.ingress.model_copy(update={"token_sha256": digest})
+    return spec.model_copy(update={"ingress": ingress})
 
 
 async def serve(spec_text: str, source: str) -> int:
-    spec = parse_spec(spec_text, source)
+    spec = with_token_digest(
+        parse_spec(spec_text, source), os.environ.get(INGRESS_TOKEN_DIGEST_ENV)
+    )
     deployment = await Deployment.start(spec)
     status = await deployment.status()
     print(f"{READY_MARKER}{spec.name}: {len(status['replicas'])} replicas", flush=True)

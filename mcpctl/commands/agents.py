@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent_runtime.constants import REPORT_MARKER, SPEC_ENV
+from agent_runtime.constants import INGRESS_TOKEN_DIGEST_ENV, REPORT_MARKER, SPEC_ENV
 from mcpctl.errors import McpError, UsageError
 from mcpctl.jobsapi import JobsApi, reach
 from mcpctl.tables import Cell, CellValue, Column, console_for, is_terminal, print_table
@@ -67,10 +67,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     api, client = _connect(args)
     if any(job.status in ACTIVE for job in _deployment_jobs(client, spec.name)):
         raise UsageError(f"deployment {spec.name!r} is already running; stop it first")
+    env_vars = {SPEC_ENV: Path(args.agents_file).read_text()}
+    token_file = None
+    if spec.ingress is not None and not spec.ingress.token_sha256:
+        token_file, digest = _ingress_token(args, spec.name)
+        env_vars[INGRESS_TOKEN_DIGEST_ENV] = digest
     submission_id = client.submit_job(
         entrypoint="python -m agent_runtime.jobs",
         submission_id=f"mcp-agents-{spec.name}-{int(time.time())}",
-        runtime_env={"env_vars": {SPEC_ENV: Path(args.agents_file).read_text()}},
+        runtime_env={"env_vars": env_vars},
         metadata={METADATA_KEY: spec.name},
     )
     replicas = sum(agent.replicas for agent in spec.agents)
@@ -83,6 +88,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         took = wait_until_ready(
             api, client, submission_id, spec.name, replicas, args.wait, names, progress
         )
+    if token_file is not None:
+        progress.write(
+            f"ingress clients send 'Authorization: Bearer <token>'; the token is in {token_file}\n"
+        )
     _emit(
         args,
         {
@@ -90,12 +99,39 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             "submission_id": submission_id,
             "replicas": replicas,
             "ready": took is not None,
+            "ingress_token_file": str(token_file) if token_file else None,
         },
         f"ready: {spec.name}, {replicas} replicas set up in {took}"
         if took
         else f"{spec.name}: not waiting for its {replicas} replicas (--wait 0)",
     )
     return 0
+
+
+def _ingress_token(args: argparse.Namespace, deployment: str) -> tuple[Path, str]:
+    """The clients' bearer token for this deployment's gateways: kept 0600 on this machine
+    (made once, reused by later deploys) and only its digest sent to the cluster."""
+    import secrets
+
+    from agent_runtime.ingress.auth import token_digest
+    from mcpctl.state import cluster_state_dir, write_private
+
+    folder = cluster_state_dir(_cluster_name(args)) / "ingress"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / f"{deployment}.token"
+    if not path.is_file():
+        write_private(path, secrets.token_urlsafe(32) + "\n")
+    return path, token_digest(path.read_text().strip())
+
+
+def _cluster_name(args: argparse.Namespace) -> str:
+    """The cluster of the spec this command reached, or 'default' for one given by --address."""
+    from mcpctl.spec import load_spec
+    from mcpctl.specsource import find_spec
+
+    if getattr(args, "address", None):
+        return "default"
+    return load_spec(find_spec(getattr(args, "spec", None))).name
 
 
 def cmd_list(args: argparse.Namespace) -> int:
