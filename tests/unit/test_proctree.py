@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mcpctl.proctree import Process, descendants, is_running, kill_with_group, read_process, send
+from mcpctl.sandbox import services
 
 TREE_COMMANDS = ["sh -c sleep 61 & wait", "sleep 60", "sleep 61"]
 
@@ -84,21 +85,25 @@ def test_a_pid_reused_by_another_process_is_left_alone():
         sleeper.wait()
 
 
-def test_sandbox_services_find_and_stop_their_process_through_this_module(tmp_path):
-    """The sandbox's pid files hold what read_process reports: one process-tree reader."""
+@pytest.fixture
+def layout(tmp_path):
     import ipaddress
 
-    from mcpctl.sandbox import services
     from mcpctl.sandbox.paths import SandboxLayout
 
     layout = SandboxLayout(
         tmp_path / "state", tmp_path / "cache", ipaddress.ip_network("10.9.0.0/24")
     )
     layout.services_dir.mkdir(parents=True)
+    return layout
+
+
+def test_sandbox_services_find_and_stop_their_process_through_this_module(layout):
+    """The sandbox's pid files hold what read_process reports: one process-tree reader."""
     name = services.SERVICE_NAMES[0]
     sleeper = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
     try:
-        wait_for(lambda: len(descendants(sleeper.pid)) == 1)
+        wait_for(lambda: commands(descendants(sleeper.pid)) == ["sleep 60"])
         process = read_process(sleeper.pid)
         assert process is not None
         services.pidfile(layout, name).write_text(f"{process.pid} {process.started:.2f}\n")
@@ -107,7 +112,9 @@ def test_sandbox_services_find_and_stop_their_process_through_this_module(tmp_pa
 
         services.stop_all(layout)
 
-        assert sleeper.poll() is not None and not is_running(child)
+        assert sleeper.poll() is not None
+        # The group's other members get the signal too, a moment later.
+        wait_for(lambda: not is_running(child))
         assert not services.pidfile(layout, name).exists()
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -115,16 +122,7 @@ def test_sandbox_services_find_and_stop_their_process_through_this_module(tmp_pa
         sleeper.wait()
 
 
-def test_a_pid_file_of_an_earlier_process_with_that_pid_is_not_trusted(tmp_path):
-    import ipaddress
-
-    from mcpctl.sandbox import services
-    from mcpctl.sandbox.paths import SandboxLayout
-
-    layout = SandboxLayout(
-        tmp_path / "state", tmp_path / "cache", ipaddress.ip_network("10.9.0.0/24")
-    )
-    layout.services_dir.mkdir(parents=True)
+def test_a_pid_file_of_an_earlier_process_with_that_pid_is_not_trusted(layout):
     name = services.SERVICE_NAMES[0]
     current = read_process(os.getpid())
     assert current is not None
