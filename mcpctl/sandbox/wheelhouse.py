@@ -19,6 +19,10 @@ REQUIREMENTS = (
     "torch==2.13.0",
     "numpy>=1.26",
     "nvidia-ml-py>=12.535",
+    # The ingress gateway's (roles/python_env installs them on every node).
+    "httptools==0.9.0",
+    "msgspec==0.23.0",
+    "uvloop==0.23.0",
     "pip",
     "setuptools",
     "wheel",

@@ -352,6 +352,7 @@ def test_preflight_table_and_json(cluster: Cluster) -> None:
         "ADDRESS",
         "SSH",
         "OS",
+        "ARCH",
         "DISK",
         "MEMORY",
         "PYTHON3",
