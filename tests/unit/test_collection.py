@@ -30,13 +30,15 @@ class Installed:
 
 
 def tool(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    if env is not None:
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("ANSIBLE_") and key != "PYTHONPATH"
+        }
+        env = {**inherited, **env}
     result = subprocess.run(
-        [str(BIN / name), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
+        [str(BIN / name), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
     )
     assert result.returncode == 0, f"{name} {' '.join(args)}\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -52,9 +54,24 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     return Installed(tarball, collections)
 
 
-def outside_the_checkout(installed: Installed) -> dict[str, str]:
-    """Only the installed collection: no checkout ansible.cfg, no roles path."""
-    return {"ANSIBLE_COLLECTIONS_PATH": str(installed.collections), "ANSIBLE_ROLES_PATH": ""}
+def outside_the_checkout(installed: Installed, home: Path) -> dict[str, str]:
+    """A user's setting with only the installed collection: no checkout ansible.cfg, no roles
+    path, and none of the calling environment's ANSIBLE_* settings or Python path."""
+    config = home / "ansible.cfg"
+    config.write_text("[defaults]\n")
+    return {
+        "ANSIBLE_CONFIG": str(config),
+        "ANSIBLE_COLLECTIONS_PATH": str(installed.collections),
+        "ANSIBLE_ROLES_PATH": "",
+        "HOME": str(home),
+    }
+
+
+def tool_outside_the_checkout(installed: Installed, *args: str, cwd: Path) -> str:
+    env = outside_the_checkout(installed, cwd)
+    listing = tool("ansible-galaxy", "collection", "list", "mcp.cluster", cwd=cwd, env=env)
+    assert str(installed.collections) in listing, listing
+    return tool(*args, cwd=cwd, env=env)
 
 
 def test_the_version_is_the_python_projects():
@@ -97,12 +114,8 @@ def test_every_playbook_loads_from_the_installed_collection(installed, tmp_path)
         for name in PLAYBOOKS
     ]
 
-    output = tool(
-        "ansible-playbook",
-        "--syntax-check",
-        *references,
-        cwd=tmp_path,
-        env=outside_the_checkout(installed),
+    output = tool_outside_the_checkout(
+        installed, "ansible-playbook", "--syntax-check", *references, cwd=tmp_path
     )
 
     assert output.count(f"playbook: {installed.root}/playbooks/") == len(PLAYBOOKS)
@@ -126,13 +139,13 @@ def test_a_role_of_the_collection_runs_in_check_mode(installed, tmp_path):
 """
     )
 
-    output = tool(
+    output = tool_outside_the_checkout(
+        installed,
         "ansible-playbook",
         *("-i", "localhost,", "-c", "local", "--check"),
         *("-e", f"ansible_python_interpreter={sys.executable}"),
         str(playbook),
         cwd=tmp_path,
-        env=outside_the_checkout(installed),
     )
 
     assert "mcp.cluster.nvidia_driver : Count the NVIDIA GPUs on PCI" in output
