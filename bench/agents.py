@@ -25,7 +25,7 @@ import ray
 
 from agent_runtime.agent import AgentContext, Message, load_agent_class
 from agent_runtime.client import Deployment
-from agent_runtime.examples import operations
+from agent_runtime.examples import operations, traffic
 from agent_runtime.routing import HashRing
 from agent_runtime.spec import AgentSpec
 from agent_runtime.stream import RunStats, drive
@@ -70,7 +70,7 @@ class RawPipeline:
         return actors[zlib.crc32(host.encode()) % len(actors)]
 
     async def process(self, i: int):
-        message = operations.metric_message(i, 50, 0.02)
+        message = traffic.metric_message(i, 50, 0.02)
         host = message["host"]
         scored = await self._pick(self.detectors, host).handle.remote(
             Message(str(next(self.ids)), message, host)
@@ -141,7 +141,7 @@ async def inference(args) -> dict:
                         "routing_key": None, "max_in_flight": 256})]}
         )  # fmt: skip
 
-    items = [operations.metric_message(i, 50, 0.0) for i in range(args.items)]
+    items = [traffic.metric_message(i, 50, 0.0) for i in range(args.items)]
     figures = {}
     for name, batch, chunk in (("unbatched", 1, 1), ("batched", 256, 256)):
         deployment = await Deployment.start(detector_spec(f"infer-{name}", batch))

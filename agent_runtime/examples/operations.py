@@ -17,28 +17,11 @@ import torch
 from agent_runtime.agent import Agent, Message
 from agent_runtime.client import Deployment
 from agent_runtime.examples import common
+from agent_runtime.examples.traffic import FEATURES, metric_message, normal_metrics
 from agent_runtime.models import BatchedModel
 from agent_runtime.spec import DeploymentSpec
 
-FEATURES = 8
 log = logging.getLogger("mcp.remediation")
-
-
-def normal_metrics(rng: random.Random) -> list[float]:
-    # Correlated signals, like real hosts: load drives cpu, latency and error rate together.
-    load = rng.random()
-    noise = [rng.gauss(0, 0.03) for _ in range(FEATURES)]
-    base = [load, 0.8 * load, 0.3 + 0.2 * load, 0.5, 0.1 * load, 0.6 * load, 0.4, 0.2 + 0.5 * load]
-    return [b + n for b, n in zip(base, noise, strict=True)]
-
-
-def metric_message(i: int, hosts: int, anomaly_rate: float, seed: int = 0) -> dict[str, Any]:
-    rng = random.Random(seed * 1_000_003 + i)
-    features = normal_metrics(rng)
-    anomalous = rng.random() < anomaly_rate
-    if anomalous:
-        features[rng.randrange(FEATURES)] += rng.choice([-1, 1]) * rng.uniform(0.5, 1.0)
-    return {"host": f"host-{i % hosts}", "seq": i, "features": features, "injected": anomalous}
 
 
 def autoencoder() -> torch.nn.Module:

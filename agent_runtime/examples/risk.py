@@ -9,7 +9,6 @@ declines, otherwise approves; with fewer votes in time it sends the transaction 
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 import torch
@@ -17,26 +16,12 @@ import torch
 from agent_runtime.agent import Agent
 from agent_runtime.client import Deployment
 from agent_runtime.examples import common
+from agent_runtime.examples.traffic import transaction
 from agent_runtime.models import BatchedModel
 from agent_runtime.spec import DeploymentSpec
 
 MODULE = "agent_runtime.examples.risk"  # not __name__: that is "__main__" under -m
 SCORERS = ("rules", "model", "velocity")
-
-
-def transaction(i: int, accounts: int = 500, fraud_rate: float = 0.03) -> dict[str, Any]:
-    rng = random.Random(7_000_003 * i + 11)
-    fraud = rng.random() < fraud_rate
-    amount = rng.lognormvariate(7.5 if fraud else 3.5, 0.6)
-    return {
-        "tx": i,
-        "account": f"acct-{rng.randrange(accounts)}",
-        "amount": round(amount, 2),
-        "foreign": rng.random() < (0.7 if fraud else 0.05),
-        "night": rng.random() < (0.6 if fraud else 0.1),
-        "new_device": rng.random() < (0.8 if fraud else 0.05),
-        "fraud": fraud,
-    }
 
 
 def features(tx: dict[str, Any]) -> list[float]:
