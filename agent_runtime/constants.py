@@ -16,7 +16,7 @@ SPEC_ENV = "MCP_AGENTS_SPEC"
 INGRESS_TOKEN_DIGEST_ENV = "MCP_INGRESS_TOKEN_SHA256"
 READY_MARKER = "MCP-READY "
 REPORT_MARKER = "MCP-REPORT "
-# Followed by a JSON list of the gateways' addresses (Deployment.gateways()).
+# Followed by JSON: the deployment, its agents and its gateways' addresses (jobs.ingress_line).
 INGRESS_MARKER = "MCP-INGRESS "
 
 # A replica's info call; beyond this the supervisor reports it unreachable.

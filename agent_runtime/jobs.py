@@ -41,6 +41,15 @@ def with_token_digest(spec: DeploymentSpec, digest: str | None) -> DeploymentSpe
     return spec.model_copy(update={"ingress": ingress})
 
 
+def ingress_line(spec: DeploymentSpec, status: dict[str, Any]) -> dict[str, Any]:
+    """What clients outside the cluster need, bar the token: where each agent is served."""
+    return {
+        "deployment": spec.name,
+        "agents": [agent.name for agent in spec.agents],
+        "gateways": status["gateways"],
+    }
+
+
 async def serve(spec_text: str, source: str) -> int:
     spec = with_token_digest(
         parse_spec(spec_text, source), os.environ.get(INGRESS_TOKEN_DIGEST_ENV)
@@ -49,7 +58,7 @@ async def serve(spec_text: str, source: str) -> int:
     status = await deployment.status()
     print(f"{READY_MARKER}{spec.name}: {len(status['replicas'])} replicas", flush=True)
     if status["gateways"]:
-        print(f"{INGRESS_MARKER}{json.dumps(status['gateways'])}", flush=True)
+        print(f"{INGRESS_MARKER}{json.dumps(ingress_line(spec, status))}", flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -263,6 +263,56 @@ def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
     uncordon.add_argument("node", help="hostname, id or id prefix, as for cordon")
     _cluster_options(uncordon)
 
+    send = _command(
+        asub,
+        "send",
+        "mcpctl.commands.agents:cmd_send",
+        "send messages to an agent through its deployment's gateways",
+        "Send one message, or a file of them (one JSON value a line; '-' reads stdin), to an\n"
+        "agent through the ingress gateways of its deployment, and print each reply as a line of\n"
+        "JSON. The gateways and the client token come from the running deployment and the\n"
+        "cluster's state dir (where 'agents deploy' keeps it); a gateway that does not answer\n"
+        "is left for the next one, and a full deployment (429) is retried after its\n"
+        "Retry-After. Exit 1 if any reply is an error.\n\n"
+        "examples:\n"
+        "  mcpctl agents send detector \\\n"
+        """      '{"host": "web-1", "seq": 1, "features": [0.5, 0.4, 0.4, 0.5, 0.1, 0.3, """
+        """0.4, 0.5]}'\n"""
+        "  mcpctl agents send ops/detector -i metrics.jsonl\n"
+        "  python -m agent_runtime.examples.produce metrics --messages 1000 \\\n"
+        "      | mcpctl agents send ops/detector -i -\n\n" + _REACH_HELP,
+    )
+    send.add_argument(
+        "target", metavar="[DEPLOYMENT/]AGENT", help="the agent; its deployment if two have one"
+    )
+    send.add_argument("message", nargs="?", help="one message as JSON (or use -i)")
+    send.add_argument(
+        "-i", "--input", metavar="FILE", help="one JSON message a line ('-': standard input)"
+    )
+    send.add_argument(
+        "--batch", type=int, default=256, metavar="N", help="messages per request (default 256)"
+    )
+    send.add_argument(
+        "--gateway",
+        action="append",
+        metavar="URL",
+        help="a gateway to use instead of asking the cluster (repeat for failover)",
+    )
+    send.add_argument(
+        "--ingress-token-file",
+        metavar="FILE",
+        help="the clients' token (default: the one 'agents deploy' made for the deployment)",
+    )
+    send.add_argument("--ca-file", metavar="FILE", help="CA bundle for a gateway with TLS")
+    send.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up on a request no gateway took in this long (default 30)",
+    )
+    _cluster_options(send)
+
     cluster_status = _command(
         sub,
         "status",

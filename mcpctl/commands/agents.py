@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent_runtime.constants import INGRESS_TOKEN_DIGEST_ENV, REPORT_MARKER, SPEC_ENV
+from agent_runtime.constants import (
+    INGRESS_MARKER,
+    INGRESS_TOKEN_DIGEST_ENV,
+    REPORT_MARKER,
+    SPEC_ENV,
+)
 from mcpctl.errors import McpError, UsageError
 from mcpctl.jobsapi import JobsApi, reach
 from mcpctl.tables import Cell, CellValue, Column, console_for, is_terminal, print_table
@@ -88,10 +94,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         took = wait_until_ready(
             api, client, submission_id, spec.name, replicas, args.wait, names, progress
         )
-    if token_file is not None:
-        progress.write(
-            f"ingress clients send 'Authorization: Bearer <token>'; the token is in {token_file}\n"
-        )
+    ingress = ingress_of(client, submission_id) if took and spec.ingress else None
+    if ingress is not None:
+        _print_endpoints(ingress, token_file, progress)
     _emit(
         args,
         {
@@ -99,6 +104,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             "submission_id": submission_id,
             "replicas": replicas,
             "ready": took is not None,
+            "gateways": [gateway["url"] for gateway in (ingress or {}).get("gateways", [])],
             "ingress_token_file": str(token_file) if token_file else None,
         },
         f"ready: {spec.name}, {replicas} replicas set up in {took}"
@@ -114,14 +120,142 @@ def _ingress_token(args: argparse.Namespace, deployment: str) -> tuple[Path, str
     import secrets
 
     from agent_runtime.ingress.auth import token_digest
-    from mcpctl.state import cluster_state_dir, write_private
+    from mcpctl.state import write_private
 
-    folder = cluster_state_dir(_cluster_name(args)) / "ingress"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / f"{deployment}.token"
+    path = _ingress_token_file(args, deployment)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     if not path.is_file():
         write_private(path, secrets.token_urlsafe(32) + "\n")
     return path, token_digest(path.read_text().strip())
+
+
+def _ingress_token_file(args: argparse.Namespace, deployment: str) -> Path:
+    from mcpctl.state import cluster_state_dir
+
+    return cluster_state_dir(_cluster_name(args)) / "ingress" / f"{deployment}.token"
+
+
+def ingress_of(client: Any, submission_id: str) -> dict[str, Any] | None:
+    """The deployment's agents and gateways, from the last line its driver logged of them."""
+    found = None
+    for line in client.get_job_logs(submission_id).splitlines():
+        if line.startswith(INGRESS_MARKER):
+            found = line[len(INGRESS_MARKER) :]
+    return json.loads(found) if found else None
+
+
+def _print_endpoints(ingress: dict[str, Any], token_file: Path | None, out: Any) -> None:
+    deployment, agents = ingress["deployment"], ingress["agents"]
+    out.write(f"ingress: {len(ingress['gateways'])} gateways, each serving every agent\n")
+    for gateway in ingress["gateways"]:
+        out.write(f"  {gateway['url']}/v1/{deployment}/{{{','.join(agents)}}}[/stream]\n")
+    if token_file is not None:
+        out.write(f"client token (Authorization: Bearer ...): {token_file}\n")
+    out.write(f"try it: mcpctl agents send {deployment}/{agents[0]} '<JSON message>'\n")
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from agent_runtime.ingress.httpclient import GatewayClient, GatewayError
+
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, not {args.batch}")
+    batches = _message_batches(args)
+    deployment, agent, urls = _send_target(args)
+    token = _client_token(args, deployment)
+    client = GatewayClient(urls, token, retry_for_s=args.timeout, ca_file=args.ca_file)
+    replies: list[dict[str, Any]] = []
+    try:
+        for batch in batches:
+            answered = client.post(deployment, agent, batch)
+            replies.extend(answered)
+            if args.output == "text":
+                sys.stdout.write("".join(json.dumps(reply) + "\n" for reply in answered))
+                sys.stdout.flush()
+    except GatewayError as error:
+        raise McpError(f"{deployment}/{agent}: {error}") from None
+    finally:
+        client.close()
+    if args.output == "json":
+        _print_json(replies)
+    failed = sum(1 for reply in replies if "error" in reply)
+    if failed:
+        sys.stderr.write(f"{failed} of {len(replies)} messages were refused or failed\n")
+    return 1 if failed else 0
+
+
+def _send_target(args: argparse.Namespace) -> tuple[str, str, list[str]]:
+    """(deployment, agent, gateway URLs) for `agents send [DEPLOYMENT/]AGENT`."""
+    deployment, _, agent = args.target.rpartition("/")
+    if not agent:
+        raise UsageError(f"{args.target!r}: name an agent, as AGENT or DEPLOYMENT/AGENT")
+    if args.gateway:
+        if not deployment:
+            raise UsageError("with --gateway, name the agent as DEPLOYMENT/AGENT")
+        return deployment, agent, args.gateway
+    _, client = _connect(args)
+    running = [job for job in _deployment_jobs(client, deployment or None) if job.status in ACTIVE]
+    ingresses = [ingress_of(client, job.submission_id) for job in running]
+    served = [ingress for ingress in ingresses if ingress and agent in ingress["agents"]]
+    if not served:
+        where = f"deployment {deployment!r}" if deployment else "any running deployment"
+        raise UsageError(
+            f"no agent {agent!r} behind an ingress in {where}: give its deployment an "
+            "'ingress:' section in agents.yaml (see 'mcpctl agents list')"
+        )
+    if len(served) > 1:
+        names = ", ".join(f"{ingress['deployment']}/{agent}" for ingress in served)
+        raise UsageError(f"{len(served)} deployments have an agent {agent!r}: say which ({names})")
+    (ingress,) = served
+    return ingress["deployment"], agent, [gateway["url"] for gateway in ingress["gateways"]]
+
+
+def _client_token(args: argparse.Namespace, deployment: str) -> str:
+    path = Path(args.ingress_token_file or _ingress_token_file(args, deployment))
+    try:
+        return path.read_text().strip()
+    except OSError as error:
+        raise UsageError(
+            f"no client token for {deployment!r} at {path} ({error.strerror}): deploy it with "
+            "'mcpctl agents deploy' from this machine, or pass --ingress-token-file"
+        ) from None
+
+
+def _message_batches(args: argparse.Namespace) -> Iterator[list[Any]]:
+    """The messages to send in batches of --batch. A file is read and checked whole before
+    anything is sent; standard input is sent as it comes, a batch at a time (a producer that
+    never ends is fine)."""
+    if (args.message is None) == (args.input is None):
+        raise UsageError("give one message as an argument, or -i FILE ('-': standard input)")
+    if args.message is not None:
+        return iter([[_parse_message(args.message, "the message argument")]])
+    if args.input == "-":
+        return _batched(_parsed_lines(sys.stdin, "<stdin>"), args.batch)
+    try:
+        text = Path(args.input).read_text()
+    except OSError as error:
+        raise UsageError(f"{args.input}: {error.strerror}") from None
+    messages = list(_parsed_lines(text.splitlines(), args.input))
+    if not messages:
+        raise UsageError(f"{args.input}: no messages (one JSON value a line)")
+    return _batched(iter(messages), args.batch)
+
+
+def _parsed_lines(lines: Iterable[str], source: str) -> Iterator[Any]:
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield _parse_message(line, f"{source}:{number}")
+
+
+def _batched(messages: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while batch := list(itertools.islice(messages, size)):
+        yield batch
+
+
+def _parse_message(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{where}: not JSON: {error.msg} at column {error.colno}") from None
 
 
 def _cluster_name(args: argparse.Namespace) -> str:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import msgspec
@@ -12,6 +17,7 @@ import pytest
 
 from agent_runtime.client import Deployment
 from agent_runtime.ingress import token_digest
+from agent_runtime.ingress.httpclient import GatewayClient, GatewayError
 from agent_runtime.spec import DeploymentSpec
 
 pytestmark = pytest.mark.ray
@@ -277,6 +283,52 @@ def test_an_idempotency_key_is_answered_once(gateway):
     assert first == again and first["id"].startswith("idem-")
     assert batch == batch_again
     assert [reply["id"].rsplit(".", 1)[1] for reply in batch] == ["0", "1", "2"]
+
+
+def _refused_url() -> str:
+    """A loopback URL with nothing listening (a gateway on a node that went down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_the_shell_client_fails_over_to_the_next_gateway(gateway):
+    client = GatewayClient([_refused_url(), gateway], TOKEN, retry_for_s=10)
+
+    replies = client.post("ingress-t", "echo", [{"n": 1}, [2, 3]], key="failover-1")
+    again = client.post("ingress-t", "echo", [{"n": 1}, [2, 3]], key="failover-1")
+    client.close()
+
+    assert [reply["result"]["payload"] for reply in replies] == [{"n": 1}, [2, 3]]
+    assert [reply["id"] for reply in replies] == ["failover-1.0", "failover-1.1"]
+    assert again == replies  # the same key is answered from memory, not handled again
+    assert client.failovers == 1 and client.url == gateway
+
+
+def test_the_shell_client_reports_a_refusal_without_retrying(gateway):
+    client = GatewayClient([gateway], "wrong-token", retry_for_s=10)
+
+    with pytest.raises(GatewayError) as refused:
+        client.post("ingress-t", "echo", [1])
+
+    assert refused.value.status == 401 and "bearer token" in str(refused.value)
+
+
+def test_mcpctl_agents_send_streams_a_file_through_the_gateway(gateway, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    lines = "".join(json.dumps({"key": f"k{i}", "n": i}) + "\n" for i in range(5))
+
+    sent = subprocess.run(
+        [str(Path(sys.executable).parent / "mcpctl"), "agents", "send", "ingress-t/keyed",
+         "-i", "-", "--batch", "2", "--gateway", gateway, "--ingress-token-file", str(token_file)],
+        input=lines, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert sent.returncode == 0, sent.stderr
+    replies = [json.loads(line) for line in sent.stdout.splitlines()]
+    assert [reply["result"]["payload"]["n"] for reply in replies] == list(range(5))
+    assert max(reply["result"]["batch"] for reply in replies) <= 2
 
 
 @pytest.fixture(scope="module")

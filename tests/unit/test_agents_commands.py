@@ -7,12 +7,15 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
+import json
 import re
+import stat
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from agent_runtime.ingress import token_digest
 from mcpctl import deploywatch
 from mcpctl.commands import agents
 from mcpctl.deploywatch import ReplicaState, replica_states, stage
@@ -232,3 +235,32 @@ def test_on_a_terminal_a_spinner_runs_and_finished_stages_stay(monkeypatch):
     kept = re.findall(r"\[ +\d+s\] [^\n]*", out.getvalue())
     assert kept == ["[   0s] submitted: waiting", "[   0s] placing replicas: 1 of 2"]
     assert "⠋" in out.getvalue()
+
+
+def test_deploy_with_an_ingress_prints_the_endpoints_and_where_the_token_is(
+    cluster, run_cli, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    gateways = [{"url": "http://10.77.0.129:8300"}, {"url": "http://10.77.0.130:8300"}]
+    ingress = {"deployment": "ops", "agents": ["detector", "decider"], "gateways": gateways}
+    ready = f"MCP-READY ops: 2 replicas\nMCP-INGRESS {json.dumps(ingress)}\n"
+    client = cluster([("RUNNING", [], [], ready)])
+    spec = tmp_path / "agents.yaml"
+    spec.write_text(
+        "name: ops\ningress: {}\nagents:\n"
+        "  - {name: detector, import: agent_runtime.examples.operations:Detector}\n"
+        "  - {name: decider, import: agent_runtime.examples.operations:Decider}\n"
+    )
+
+    result = run_cli("agents", "deploy", str(spec), "--address", "http://x", "-o", "json")
+
+    token_file = tmp_path / "state/mcp-cluster/default/ingress/ops.token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert "ingress: 2 gateways, each serving every agent" in result.err
+    assert "  http://10.77.0.130:8300/v1/ops/{detector,decider}[/stream]" in result.err
+    assert f"client token (Authorization: Bearer ...): {token_file}" in result.err
+    assert json.loads(result.out)["gateways"] == [gateway["url"] for gateway in gateways]
+    # The job gets the token's digest, never the token.
+    env_vars = client.submitted[0]["runtime_env"]["env_vars"]
+    assert token_file.read_text().strip() not in json.dumps(client.submitted)
+    assert env_vars["MCP_INGRESS_TOKEN_SHA256"] == token_digest(token_file.read_text().strip())
