@@ -49,9 +49,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     work = tmp_path_factory.mktemp("collection")
     tool("ansible-galaxy", "collection", "build", "--output-path", str(work), str(REPO), cwd=work)
     (tarball,) = work.glob("mcp-cluster-*.tar.gz")
-    collections = work / "collections"
-    tool("ansible-galaxy", "collection", "install", "-p", str(collections), str(tarball), cwd=work)
-    return Installed(tarball, collections)
+    installed = Installed(tarball, work / "collections")
+    # In the user's setting too: ansible-galaxy skips a collection it finds installed in any
+    # configured path (Molecule and ansible-lint put this one in ~/.ansible/collections).
+    tool(
+        "ansible-galaxy", "collection", "install", "-p", str(installed.collections), str(tarball),
+        cwd=work, env=outside_the_checkout(installed, work),
+    )  # fmt: skip
+    return installed
 
 
 def outside_the_checkout(installed: Installed, home: Path) -> dict[str, str]:
