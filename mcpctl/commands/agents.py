@@ -71,8 +71,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.agents_file)  # validate here: exit 2 before anything is submitted
     api, client = _connect(args)
-    if any(job.status in ACTIVE for job in _deployment_jobs(client, spec.name)):
+    running = [job for job in _deployment_jobs(client) if job.status in ACTIVE]
+    if any(job.metadata[METADATA_KEY] == spec.name for job in running):
         raise UsageError(f"deployment {spec.name!r} is already running; stop it first")
+    if spec.ingress is not None and spec.ingress.port:
+        _refuse_a_taken_port(client, running, spec.ingress.port, args.agents_file)
     env_vars = {SPEC_ENV: Path(args.agents_file).read_text()}
     token_file = None
     if spec.ingress is not None and not spec.ingress.token_sha256:
@@ -112,6 +115,19 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         else f"{spec.name}: not waiting for its {replicas} replicas (--wait 0)",
     )
     return 0
+
+
+def _refuse_a_taken_port(client: Any, running: list[Any], port: int, source: str) -> None:
+    """Gateways of two deployments on one port would share its connections (SO_REUSEPORT),
+    each answering 404 for the other's agents: refused before anything starts."""
+    for job in running:
+        ingress = ingress_of(client, job.submission_id)
+        if ingress and any(gateway.get("port") == port for gateway in ingress["gateways"]):
+            raise UsageError(
+                f"{source}: ingress.port {port} is taken by the running deployment "
+                f"{ingress['deployment']!r}: one deployment at a time serves a port (the "
+                "cluster's firewall opens the cluster spec's ingress.port); stop it first"
+            )
 
 
 def _ingress_token(args: argparse.Namespace, deployment: str) -> tuple[Path, str]:

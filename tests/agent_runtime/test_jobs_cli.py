@@ -107,9 +107,10 @@ def _mcpctl(capsys, address, *argv) -> tuple[int, str]:
     return code, out.out + out.err
 
 
-def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
+def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch, tmp_path):
     address, token, metrics_port = jobs_cluster
     monkeypatch.setenv("MCP_RAY_TOKEN", token)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))  # the client token goes here
     spec = str(ROOT / "agent_runtime/examples/operations.yaml")
 
     code, out = _mcpctl(capsys, address, "agents", "deploy", spec)
@@ -117,8 +118,19 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch):
     # What it waited for, as plain lines (not a terminal here), then the verdict.
     assert "submitted: waiting for the job's driver to start" in out or "placing replicas" in out
     assert "ready: ops, 5 replicas set up in " in out and "\x1b" not in out
+    assert "ingress: 1 gateways, each serving every agent" in out
     code, out = _mcpctl(capsys, address, "agents", "deploy", spec)
     assert code == 2 and "already running" in out
+
+    # Through the gateway that the deploy started, found from the job and the state dir.
+    metric = {"host": "web-1", "seq": 7, "features": [0.5, 0.4, 0.4, 0.5, 0.05, 0.3, 0.4, 0.45]}
+    code, out = _mcpctl(capsys, address, "agents", "send", "detector", json.dumps(metric))
+    assert code == 0, out
+    (reply,) = [json.loads(line) for line in out.splitlines()]
+    assert reply["result"]["host"] == "web-1" and reply["result"]["seq"] == 7
+    assert isinstance(reply["result"]["anomaly"], bool)
+    code, out = _mcpctl(capsys, address, "agents", "send", "detector", '{"seq": 8}')
+    assert code == 1 and "this agent routes by 'host'" in out
 
     code, out = _mcpctl(capsys, address, "agents", "list", "-o", "json")
     assert code == 0 and [row["name"] for row in json.loads(out)] == ["ops"]

@@ -118,3 +118,16 @@ def test_the_last_ingress_line_of_a_driver_log_wins():
 
     assert agents.ingress_of(client, "any")["agents"] == ["a", "b"]
     assert agents.ingress_of(SimpleNamespace(get_job_logs=lambda _id: "MCP-READY x\n"), "x") is None
+
+
+def test_deploy_refuses_a_port_another_deployment_serves(run_cli, running, in_tmp):
+    running(job("ops", ["detector"], 8300))
+    (in_tmp / "other.yaml").write_text(
+        "name: other\ningress: {port: 8300}\nagents:\n"
+        "  - {name: scorer, import: agent_runtime.examples.risk:RuleScorer}\n"
+    )
+
+    result = run_cli("agents", "deploy", "other.yaml", "--address", "http://x")
+
+    assert result.code == 2
+    assert "other.yaml: ingress.port 8300 is taken by the running deployment 'ops'" in result.err
