@@ -22,6 +22,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 from agent_runtime import placement
 from agent_runtime.agent import Message
 from agent_runtime.constants import (
+    GROUP_REFRESH_S,
     NAMESPACE,
     REDELIVERY_DEADLINE_S,
     REDELIVERY_FIRST_DELAY_S,
@@ -46,6 +47,7 @@ class AgentGroup:
         self._router = Router(spec.max_in_flight, block=block, timeout_s=timeout_s)
         self._handles: dict[str, Any] = {}
         self._refreshing: asyncio.Task | None = None
+        self._fetched_at = 0.0
         self._ids = itertools.count()
         self._prefix = f"{uuid.uuid4().hex[:12]}-"
 
@@ -55,7 +57,17 @@ class AgentGroup:
             self._refreshing = asyncio.ensure_future(self._fetch())
         await self._refreshing
 
+    def _refresh_if_stale(self) -> None:
+        """Ask for the replicas again in the background now and then: autoscaling adds
+        replicas without any call failing."""
+        stale = time.monotonic() - self._fetched_at > GROUP_REFRESH_S
+        if stale and (self._refreshing is None or self._refreshing.done()):
+            self._refreshing = asyncio.ensure_future(self._fetch())
+            # A failure here is seen again by the next call that needs the replicas.
+            self._refreshing.add_done_callback(lambda task: task.cancelled() or task.exception())
+
     async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()
         replicas = await self._supervisor.replicas.remote(self.spec.name)
         self._handles = {replica_id: handle for replica_id, handle, _ in replicas}
         self._router.set_replicas({replica_id: weight for replica_id, _, weight in replicas})
@@ -120,6 +132,7 @@ class AgentGroup:
     async def _deliver(self, key: str | None, method: str, argument: Any) -> Any:
         if not self._handles:
             await self.refresh()
+        self._refresh_if_stale()
         deadline = time.monotonic() + REDELIVERY_DEADLINE_S
         delay = REDELIVERY_FIRST_DELAY_S
         while True:

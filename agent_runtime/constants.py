@@ -29,6 +29,15 @@ REDELIVERY_DEADLINE_S = 60.0
 # Back-off between redeliveries of a call whose replica died: first wait, and the cap.
 REDELIVERY_FIRST_DELAY_S = 0.05
 REDELIVERY_MAX_DELAY_S = 1.0
+# How often the supervisor weighs autoscaled agents' load: scale-up within about a second.
+SCALE_EVERY_S = 0.5
+# A replica added under load that is not up by then is given up (and tried again later).
+SCALE_READY_TIMEOUT_S = 60.0
+# How long a replica being removed may take to finish what it holds.
+DRAIN_TIMEOUT_S = 30.0
+# How often a driver's AgentGroup asks for the current replicas unprompted (scaling changes
+# them; a failure makes it ask at once).
+GROUP_REFRESH_S = 2.0
 # How often the deployment's driver logs its replicas.
 STATUS_EVERY_S = 30.0
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from specfile.errors import SpecError, SpecFault, SpecProblem
 from specfile.messages import problems_from_validation_error
@@ -61,6 +61,28 @@ class Resources(_Strict):
         return options
 
 
+class Autoscaling(_Strict):
+    """Replicas follow the load: messages queued at the gateways plus those in the replicas'
+    hands, divided by `target_in_flight`, within [min_replicas, max_replicas]."""
+
+    min_replicas: int = Field(default=1, ge=1, le=1024)
+    max_replicas: int = Field(ge=1, le=1024)
+    target_in_flight: float = Field(
+        default=32.0, gt=0, description="messages queued or in flight per replica, aimed at"
+    )
+    upscale_after_s: float = Field(default=1.0, ge=0, description="above target this long")
+    downscale_after_s: float = Field(default=30.0, ge=0, description="below target this long")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise SpecFault(
+                f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}",
+                "make min_replicas at most max_replicas",
+            )
+        return self
+
+
 class AgentSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     import_path: str = Field(alias="import", pattern=r"^[\w.]+:\w+$")
@@ -74,7 +96,27 @@ class AgentSpec(_Strict):
     max_concurrency: int = Field(default=256, ge=1)
     checkpoint_every: int = Field(default=100, ge=1, description="messages between checkpoints")
     dedup_window: int = Field(default=4096, ge=0, description="recent message ids remembered")
+    autoscaling: Autoscaling | None = Field(default=None, description="omit: fixed replicas")
     config: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _scalable(self) -> AgentSpec:
+        scaling = self.autoscaling
+        if scaling is None:
+            return self
+        if self.routing_key is not None:
+            # Keys that move to another replica would have to take their state with them.
+            raise SpecFault(
+                f"autoscaling needs an unkeyed agent; this one routes by {self.routing_key!r}",
+                "size a keyed agent with 'replicas' (its keys' state stays on one replica)",
+            )
+        if not scaling.min_replicas <= self.replicas <= scaling.max_replicas:
+            raise SpecFault(
+                f"replicas {self.replicas} (where it starts) is outside autoscaling's "
+                f"{scaling.min_replicas}..{scaling.max_replicas}",
+                f"set replicas between min_replicas and max_replicas, e.g. {scaling.min_replicas}",
+            )
+        return self
 
 
 class HealthSpec(_Strict):

@@ -18,9 +18,17 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agent_runtime import checkpoint, health, placement
-from agent_runtime.constants import INFO_TIMEOUT_S, NAMESPACE, READY_TIMEOUT_S
+from agent_runtime.constants import (
+    DRAIN_TIMEOUT_S,
+    INFO_TIMEOUT_S,
+    NAMESPACE,
+    READY_TIMEOUT_S,
+    SCALE_EVERY_S,
+    SCALE_READY_TIMEOUT_S,
+)
 from agent_runtime.ingress.gateway import Gateway
 from agent_runtime.replica import Replica
+from agent_runtime.scaling import Scaler
 from agent_runtime.spec import AgentSpec, DeploymentSpec
 
 
@@ -56,6 +64,13 @@ class Supervisor:
     def __init__(self, spec: DeploymentSpec) -> None:
         self._spec = spec
         self._slots: dict[str, list[ReplicaSlot]] = {}
+        # Slots an autoscaled agent has shed, reused (same index, so same checkpoint) when
+        # it grows again.
+        self._spare: dict[str, list[ReplicaSlot]] = {agent.name: [] for agent in spec.agents}
+        self._scalers = {
+            agent.name: Scaler(agent.autoscaling) for agent in spec.agents if agent.autoscaling
+        }
+        self._load: dict[str, float] = {}
         self._gateways: list[GatewaySlot] = []
         self._bad_nodes: set[str] = set()
         self._degraded = False
@@ -64,6 +79,7 @@ class Supervisor:
         self._monitor: Any = None
         self._started: asyncio.Task | None = None
         self._watch: asyncio.Task | None = None
+        self._scaling: asyncio.Task | None = None
         # status() and the watch loop both check; one at a time so a replica moves once.
         self._checking = asyncio.Lock()
 
@@ -86,10 +102,14 @@ class Supervisor:
         if self._spec.ingress is not None:
             await self._start_gateways()
         self._watch = asyncio.ensure_future(self._watch_loop())
+        if self._scalers:
+            self._scaling = asyncio.ensure_future(self._scale_loop())
 
-    async def _wait_ready(self, slots: list[ReplicaSlot]) -> None:
+    async def _wait_ready(
+        self, slots: list[ReplicaSlot], timeout_s: float = READY_TIMEOUT_S
+    ) -> None:
         calls = {asyncio.ensure_future(slot.handle.ready.remote()): slot for slot in slots}
-        done, pending = await asyncio.wait(calls, timeout=READY_TIMEOUT_S)
+        done, pending = await asyncio.wait(calls, timeout=timeout_s)
         for call in done:
             # A failed constructor or setup raises here, to the deployer.
             calls[call].node_id = call.result()["node_id"]
@@ -99,7 +119,7 @@ class Supervisor:
                 for c in pending
             )
             raise TimeoutError(
-                f"not ready after {READY_TIMEOUT_S:g}s: {stuck}; is there a healthy node with "
+                f"not ready after {timeout_s:g}s: {stuck}; is there a healthy node with "
                 "those resources free? ('ray status' shows pending demands)"
             )
 
@@ -276,6 +296,119 @@ class Supervisor:
         slot.incarnation += 1
         self._create(slot)
 
+    async def _scale_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SCALE_EVERY_S)
+            try:
+                await self._scale_round()
+            except Exception as error:  # as the watch: outlive one failed round
+                self._log(f"scaling round failed: {error!r}")
+
+    async def _scale_round(self) -> None:
+        self._load = await self._loads()
+        now = time.monotonic()
+        for name, scaler in self._scalers.items():
+            current = len(self._slots[name])
+            target = scaler.decide(current, self._load[name], now)
+            if target is None:
+                continue
+            async with self._checking:
+                if target > current:
+                    await self._scale_up(name, target)
+                else:
+                    await self._scale_down(name, target)
+
+    async def _loads(self) -> dict[str, float]:
+        """Per agent: messages queued at the gateways plus those the replicas are handling
+        (from gateways and from drivers' AgentGroups alike)."""
+        slots = self._all_slots()
+        gateway_loads, infos = await asyncio.gather(
+            asyncio.gather(
+                *(
+                    asyncio.wait_for(gateway.handle.load.remote(), INFO_TIMEOUT_S)
+                    for gateway in self._gateways
+                ),
+                return_exceptions=True,
+            ),
+            asyncio.gather(
+                *(asyncio.wait_for(slot.handle.info.remote(), INFO_TIMEOUT_S) for slot in slots),
+                return_exceptions=True,
+            ),
+        )
+        load = dict.fromkeys(self._slots, 0.0)
+        for answer in gateway_loads:
+            if not isinstance(answer, BaseException):
+                for agent, counts in answer.items():
+                    load[agent] += counts["queued"]
+        for slot, info in zip(slots, infos, strict=True):
+            if not isinstance(info, BaseException):
+                load[slot.agent.name] += info["in_flight"]
+        return load
+
+    async def _scale_up(self, name: str, target: int) -> None:
+        slots, spare = self._slots[name], self._spare[name]
+        agent = self._spec.agent(name)
+        added = []
+        for index in range(len(slots), target):
+            slot = spare.pop(0) if spare and spare[0].index == index else ReplicaSlot(agent, index)
+            self._create(slot)
+            added.append(slot)
+        try:
+            await self._wait_ready(added, SCALE_READY_TIMEOUT_S)
+        except Exception as error:
+            for slot in added:
+                ray.kill(slot.handle, no_restart=True)
+                slot.handle = None
+                slot.incarnation += 1
+            spare[:0] = added
+            self._log(f"{name}: could not add replicas ({error})")
+            return
+        slots.extend(added)
+        await self._poke_gateways()
+        self._log(f"{name}: {len(slots) - len(added)} -> {len(slots)} replicas "
+                  f"(load {self._load[name]:g}, target {agent.autoscaling.target_in_flight:g} "
+                  "each)")  # fmt: skip
+
+    async def _scale_down(self, name: str, target: int) -> None:
+        slots = self._slots[name]
+        leaving = slots[target:]
+        del slots[target:]
+        # New messages stop going to them; then what they hold drains before they end.
+        await self._poke_gateways()
+        drained = await self._drain(leaving)
+        for slot in leaving:
+            try:
+                await asyncio.wait_for(slot.handle.checkpoint.remote(), INFO_TIMEOUT_S)
+            except Exception as error:
+                self._log(f"{slot.replica_id}: no final checkpoint ({error!r})")
+            ray.kill(slot.handle, no_restart=True)
+            slot.handle = None
+            slot.incarnation += 1  # the next actor of this slot needs a name of its own
+        self._spare[name] = sorted([*leaving, *self._spare[name]], key=lambda s: s.index)
+        unfinished = "" if drained else f" ({DRAIN_TIMEOUT_S:g}s drain ran out)"
+        self._log(f"{name}: {target + len(leaving)} -> {target} replicas "
+                  f"(load {self._load[name]:g}){unfinished}")  # fmt: skip
+
+    async def _drain(self, leaving: list[ReplicaSlot]) -> bool:
+        """Until nothing is queued for these replicas at any gateway or in their hands."""
+        ids = [slot.replica_id for slot in leaving]
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            held = await asyncio.gather(
+                *(gateway.handle.pending.remote(ids) for gateway in self._gateways),
+                *(slot.handle.info.remote() for slot in leaving),
+                return_exceptions=True,
+            )
+            counts = [
+                answer if isinstance(answer, int) else answer["in_flight"]
+                for answer in held
+                if not isinstance(answer, BaseException)
+            ]
+            if len(counts) == len(held) and not any(counts):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     def _log(self, text: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {text}"
         print(line, flush=True)
@@ -304,16 +437,29 @@ class Supervisor:
                 }
                 for slot in self._all_slots()
             ],
+            "agents": self._agent_report(await self._loads()),
             "gateways": [gateway.address for gateway in self._gateways],
             "nodes": self._report,
             "events": self._events[-20:],
         }
 
+    def _agent_report(self, loads: dict[str, float]) -> list[dict[str, Any]]:
+        return [
+            {
+                "agent": agent.name,
+                "replicas": len(self._slots[agent.name]),
+                "load": loads[agent.name],
+                "autoscaling": agent.autoscaling.model_dump() if agent.autoscaling else None,
+            }
+            for agent in self._spec.agents
+        ]
+
     async def stop(self, purge: bool = False) -> int:
         """Checkpoint and end every replica; `purge` also deletes the checkpoints, so a
         later deployment of the same name starts from fresh state."""
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._scaling):
+            if task is not None:
+                task.cancel()
         # Clients first: nothing new arrives while the replicas take their last checkpoints.
         await asyncio.gather(
             *(gateway.handle.close.remote() for gateway in self._gateways),

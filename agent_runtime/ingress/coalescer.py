@@ -162,6 +162,10 @@ class AgentRoute:
             else:
                 lane.handle, lane.weight = handle, weight
         current = {replica_id for replica_id, _, _ in replicas}
+        # A replica left out (scaled down) keeps its lane until what it holds is answered.
+        self._lanes = {
+            rid: lane for rid, lane in self._lanes.items() if rid in current or lane.pending
+        }
         self._order = [lane for rid, lane in self._lanes.items() if rid in current]
         self._ring.set({lane.replica_id: lane.weight for lane in self._order})
         total = 0.0
@@ -241,6 +245,10 @@ class AgentRoute:
         task = asyncio.ensure_future(call)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def pending(self, replica_ids: list[str]) -> int:
+        """Messages queued for or in calls to these replicas."""
+        return sum(self._lanes[rid].pending for rid in replica_ids if rid in self._lanes)
 
     def load(self) -> dict[str, int]:
         queued = sum(lane.queued() for lane in self._lanes.values())

@@ -75,6 +75,10 @@ class Gateway:
         """Messages queued and in actor calls, per agent (what scaling would read)."""
         return self._service.load()
 
+    def pending(self, replica_ids: list[str]) -> int:
+        """Messages this gateway holds for these replicas (a scale-down waits for 0)."""
+        return self._service.pending(replica_ids)
+
     async def close(self) -> None:
         """Stop listening and end open connections (before the replicas are stopped)."""
         if self._server is not None:

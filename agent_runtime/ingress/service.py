@@ -86,6 +86,9 @@ class IngressService:
     def load(self) -> dict[str, dict[str, int]]:
         return {agent: route.load() for agent, route in self.routes.items()}
 
+    def pending(self, replica_ids: list[str]) -> int:
+        return sum(route.pending(replica_ids) for route in self.routes.values())
+
     def new_id(self) -> str:
         return f"{self._prefix}{next(self._ids)}"
 

@@ -427,6 +427,12 @@ NODE_COLUMNS = (
     Column("GPU"),
     Column("AGENTS", numeric=True),
 )
+AGENT_COLUMNS = (
+    Column("AGENT"),
+    Column("REPLICAS", numeric=True),
+    Column("LOAD", numeric=True),
+    Column("AUTOSCALING"),
+)
 REPLICA_COLUMNS = (
     Column("REPLICA"),
     Column("NODE"),
@@ -474,10 +480,24 @@ def _print_status(data: dict[str, Any]) -> None:
     labels = {node["node_id"]: _node_label(node) for node in data["nodes"]}
     for deployment in data["deployments"]:
         print(f"\ndeployment {deployment['deployment']}")
+        if deployment.get("agents"):
+            print_table(AGENT_COLUMNS, [_agent_row(agent) for agent in deployment["agents"]])
         rows = [_replica_row(replica, labels) for replica in deployment.get("replicas", [])]
         print_table(REPLICA_COLUMNS, rows)
         for event in deployment.get("events", [])[-5:]:
             print(f"! {event}")
+
+
+def _agent_row(agent: dict[str, Any]) -> list[CellValue]:
+    """LOAD: messages queued at the gateways plus those in the replicas' hands."""
+    scaling = agent.get("autoscaling")
+    policy = (
+        f"{scaling['min_replicas']}..{scaling['max_replicas']}, "
+        f"{scaling['target_in_flight']:g} in flight each"
+        if scaling
+        else "-"
+    )
+    return [agent["agent"], str(agent["replicas"]), f"{agent['load']:g}", policy]
 
 
 def _replica_row(replica: dict[str, Any], labels: Mapping[str, str]) -> list[CellValue]:

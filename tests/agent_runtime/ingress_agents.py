@@ -6,13 +6,17 @@ import asyncio
 import itertools
 from typing import Any
 
+import ray
+
 from agent_runtime.agent import Agent, Message
+from agent_runtime.constants import NAMESPACE
 
 
 class Recorder(Agent):
     """Answers each message with its payload and which actor call carried it, so a test can
     count messages per call. `config.sleep_s` makes each call that slow; `config.echo: false`
-    leaves the payload out of the answer."""
+    leaves the payload out of the answer; `config.ledger` names a Ledger actor told the id
+    of every message handled (a test then sees any handled twice, or never)."""
 
     _calls = itertools.count()
 
@@ -21,6 +25,9 @@ class Recorder(Agent):
         if self.config.get("sleep_s"):
             await asyncio.sleep(self.config["sleep_s"])
         self.state["handled"] = self.state.get("handled", 0) + len(messages)
+        if self.config.get("ledger"):
+            ledger = ray.get_actor(self.config["ledger"], namespace=NAMESPACE)
+            await ledger.add.remote([message.id for message in messages])
         return [
             {
                 "payload": message.payload if self.config.get("echo", True) else None,
@@ -31,3 +38,16 @@ class Recorder(Agent):
             }
             for message in messages
         ]
+
+
+class Ledger:
+    """Every message id a Recorder handled, in order, duplicates kept."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def add(self, ids: list[str]) -> None:
+        self.ids.extend(ids)
+
+    def all(self) -> list[str]:
+        return self.ids

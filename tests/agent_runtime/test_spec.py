@@ -82,3 +82,29 @@ def test_cli_rejects_a_bad_spec_with_exit_2(tmp_path, capsys):
     bad.write_text(BAD)
     assert main(["agents", "deploy", str(bad), "--address", "http://127.0.0.1:9"]) == 2
     assert f"{bad}:5: agents[0].replicas" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("agent", "message"),
+    [
+        (
+            "    autoscaling: {min_replicas: 4, max_replicas: 2}\n",
+            r"<string>:5: agents\[0\]\.autoscaling: min_replicas 4 is above max_replicas 2 — "
+            "make min_replicas at most max_replicas",
+        ),
+        (
+            "    replicas: 9\n    autoscaling: {max_replicas: 3}\n",
+            r"<string>:3: agents\[0\]: replicas 9 \(where it starts\) is outside autoscaling's "
+            r"1\.\.3 — set replicas between min_replicas and max_replicas",
+        ),
+        (
+            "    routing_key: host\n    autoscaling: {max_replicas: 3}\n",
+            r"<string>:3: agents\[0\]: autoscaling needs an unkeyed agent; this one routes by "
+            "'host' — size a keyed agent with 'replicas'",
+        ),
+        ("    autoscaling: {}\n", r"agents\[0\]\.autoscaling\.max_replicas: required field"),
+    ],
+)
+def test_autoscaling_is_checked(agent, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec("name: x\nagents:\n  - name: a\n    import: m:A\n" + agent)
