@@ -1,6 +1,6 @@
 """Ingress gateway benchmark: one node's gateway under loopback load, with baselines.
 
-    .venv/bin/python bench/ingress.py [--target echo | package.module:start] [--connections 100000]
+    .venv/bin/python -m bench.ingress [--target echo | package.module:start] [--connections 100000]
 
 The target under test is started by a pluggable function (bench/targets.py): ``echo`` is the
 chosen server library answering by itself (no Ray); the gateway of agent_runtime/ingress
@@ -48,6 +48,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 
 import psutil
@@ -234,7 +235,9 @@ def main() -> None:
     )
     figures: dict = dict.fromkeys(JSON_KEYS)
     tallies = Tallies()
-    options = TargetOptions(processes=args.server_processes, library=args.library)
+    options = TargetOptions(
+        processes=args.server_processes, library=args.library, replicas=args.replicas
+    )
     measure_target(load_start_function(args.target), options, args, figures, tallies)
     if args.target == "echo":
         figures["echo_msgs_per_s"] = figures["msgs_per_s"]
@@ -245,6 +248,18 @@ def main() -> None:
         finally:
             echo.stop()
     row("echo_msgs_per_s", figures["echo_msgs_per_s"], "msg/s", f"{args.library}, same load")
+    # A target that can scale says how fast (bench/gateway_target.py).
+    target_module = sys.modules.get(args.target.partition(":")[0])
+    measure_scaling = getattr(target_module, "measure_scaling", None)
+    if measure_scaling is not None:
+        scaling = measure_scaling(options)
+        for result in scaling.results:
+            tallies.add(result)
+        figures.update(scale_up_s=scaling.scale_up_s, scale_down_s=scaling.scale_down_s)
+        row("scale_up_s", scaling.scale_up_s, "s", "a 10x load step to the 4 replicas it needs")
+        row("scale_down_s", scaling.scale_down_s, "s", "its end to 1 replica (2 s quiet spell)")
+        for step in scaling.steps:
+            print(f"    {step}")
     if not args.no_serve:
         try:
             serve, niceness = serve_throughput(args)

@@ -1,6 +1,6 @@
 """Which server library for the ingress gateway: echo servers side by side, same load.
 
-    .venv/bin/python bench/ingress_servers.py [--servers aiohttp,picows] [--rounds 2]
+    .venv/bin/python -m bench.ingress_servers [--servers aiohttp,picows] [--rounds 2]
 
 For each library in bench/echo_servers.py, one server process (no Ray) and one client
 process of bench/loadgen.py on the same cores, in turn, interleaved over rounds (the best

@@ -31,6 +31,7 @@ import asyncio
 import dataclasses
 import multiprocessing
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -47,9 +48,11 @@ _WS_UPGRADE = (
     "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
     "authorization: Bearer {token}\r\n\r\n"
 )
+# The id goes in the body (the echo servers read it there) and as the Idempotency-Key (the
+# gateway's HTTP id; its body is the payload, the whole message here).
 _HTTP_POST = (
     "POST {path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n"
-    "content-type: application/json\r\ncontent-length: %d\r\n\r\n"
+    "content-type: application/json\r\nidempotency-key: %d\r\ncontent-length: %d\r\n\r\n"
 )
 # Client frames must be masked (RFC 6455 5.3); an all-zero key leaves the payload as it is,
 # so the client spends nothing on masking. Servers cannot tell and must unmask anyway.
@@ -58,7 +61,7 @@ _MESSAGE = b'{"id":%d,"payload":{"n":%d,"text":"hello"}}'
 
 
 class Answer(msgspec.Struct):
-    id: int
+    id: int | str  # the gateway answers with the id as a string
     result: Any = None
 
 
@@ -138,7 +141,10 @@ class LoadConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.opened = asyncio.get_running_loop().create_future()
         self.closed = False
-        self.next_id = 0
+        # Ids unique across connections and processes: the gateway takes them as idempotency
+        # keys, and a repeated one would be answered from a replica's memory, not handled.
+        self.first_id = random.getrandbits(36) << 24
+        self.next_id = self.first_id
         self.outstanding: dict[int, float] = {}
         self.buffer = bytearray()
 
@@ -163,10 +169,10 @@ class LoadConnection(asyncio.Protocol):
         for message_id in range(first, self.next_id):
             self.outstanding[message_id] = now
         self.transport.write(
-            b"".join(self.frame(_MESSAGE % (i, i)) for i in range(first, self.next_id))
+            b"".join(self.frame(_MESSAGE % (i, i), i) for i in range(first, self.next_id))
         )
 
-    def frame(self, body: bytes) -> bytes:
+    def frame(self, body: bytes, message_id: int) -> bytes:
         raise NotImplementedError
 
     def answered(self, ids: list[int]) -> None:
@@ -176,7 +182,7 @@ class LoadConnection(asyncio.Protocol):
         for message_id in ids:
             sent_at = self.outstanding.pop(message_id, None)
             if sent_at is None:
-                if message_id < self.next_id:
+                if self.first_id <= message_id < self.next_id:
                     result.duplicated += 1
                 else:
                     result.unexpected += 1
@@ -196,7 +202,12 @@ class LoadConnection(asyncio.Protocol):
         except msgspec.DecodeError:
             self.tally.result.errors += 1
             return []
-        return [item.id for item in answer] if isinstance(answer, list) else [answer.id]
+        items = answer if isinstance(answer, list) else [answer]
+        try:
+            return [int(item.id) for item in items]
+        except ValueError:
+            self.tally.result.errors += 1
+            return []
 
 
 class WebSocketConnection(LoadConnection):
@@ -205,7 +216,7 @@ class WebSocketConnection(LoadConnection):
         upgrade = _WS_UPGRADE.format(path=path, host=self.spec.host, token=self.spec.token)
         self.transport.write(upgrade.encode())
 
-    def frame(self, body: bytes) -> bytes:
+    def frame(self, body: bytes, message_id: int) -> bytes:
         return bytes((0x81, 0x80 | len(body))) + _ZERO_MASK + body
 
     def data_received(self, data: bytes) -> None:
@@ -239,8 +250,8 @@ class HTTPConnection(LoadConnection):
         path = f"/v1/{spec.deployment}/{spec.agent}"
         self.head = _HTTP_POST.format(path=path, host=spec.host, token=spec.token).encode()
 
-    def frame(self, body: bytes) -> bytes:
-        return self.head % len(body) + body
+    def frame(self, body: bytes, message_id: int) -> bytes:
+        return self.head % (message_id, len(body)) + body
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)

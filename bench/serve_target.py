@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bench.echo_servers import echo_reply
-from bench.targets import free_port, wait_listening
+from bench.targets import free_port, use_a_private_ray_token, wait_listening
 
 NICE_0 = {"RAY_worker_niceness": "0"}
 APPLICATION = "ingress-bench"
@@ -58,6 +58,7 @@ def start_serve(replicas: int, repo_root: str) -> ServeTarget:
     # The replicas import bench.echo_servers: give them the driver's source tree.
     env_vars = {**NICE_0, "PYTHONPATH": repo_root}
     os.environ.update(NICE_0)  # the local raylet reads it too, for the proxy and controller
+    use_a_private_ray_token()
     # address="local": always a private cluster, never one that other work on the machine runs.
     ray.init(
         address="local",

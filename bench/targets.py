@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import multiprocessing
+import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from bench.loadgen import LoadResult, LoadSpec, run_load
 class TargetOptions:
     processes: int = 7  # server processes on the port: 100k connections / 20k files each
     library: str = "raw-httptools"  # echo target only
+    replicas: int = 2  # the gateway target's agent replicas
     lifetime_s: float = 600.0  # every server process exits by itself after this
 
 
@@ -37,6 +40,12 @@ class Target(Protocol):
 
 
 StartTarget = Callable[[TargetOptions], Target]
+
+
+def use_a_private_ray_token() -> None:
+    """Token auth on for the bench's private Ray, with a token of this run's own: Ray would
+    otherwise generate one and write it to ~/.ray/auth_token."""
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
 def free_port() -> int:

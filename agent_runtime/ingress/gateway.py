@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import resource
 import ssl
 from typing import Any
 
@@ -28,6 +29,20 @@ def tls_context(tls: IngressTls | None) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tls.cert_file, tls.key_file)
     return context
+
+
+def _raise_open_files_limit() -> int:
+    """Every connection is a file: take the hard limit (Ray workers start with a soft one,
+    often 1024) and return what it now is."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 class Gateway:
@@ -50,6 +65,14 @@ class Gateway:
         return await self._starting
 
     async def _listen(self) -> dict[str, Any]:
+        open_files = _raise_open_files_limit()
+        if open_files < self._ingress.limits.max_connections:
+            print(
+                f"gateway {self._index}: the open-files limit ({open_files}) is below "
+                f"max_connections ({self._ingress.limits.max_connections}): connections "
+                "beyond it fail at accept (raise LimitNOFILE for Ray)",
+                flush=True,
+            )
         host = self._ingress.host or ray.util.get_node_ip_address()
         self._server = HttpServer(self._service)
         port = await self._server.start(host, self._ingress.port, tls_context(self._ingress.tls))
