@@ -4,13 +4,14 @@ BIN := $(VENV)/bin
 NODES ?= 3
 SANDBOX_SPEC = $(shell $(BIN)/python -c "from mcpctl.sandbox.paths import SandboxLayout as L; print(L.default().spec_file)")
 
-.PHONY: help system-deps venv sandbox sandbox-down test lint unit agents integration molecule bench
+.PHONY: help system-deps venv sandbox sandbox-down test lint unit agents integration molecule bench collection
 
 help:
 	@echo "make sandbox      bring up $(NODES) local test hosts and deploy onto them"
 	@echo "make test         lint, unit tests, integration tests on real hosts, Molecule"
 	@echo "make sandbox-down remove the sandbox"
 	@echo "make bench        print benchmark figures"
+	@echo "make collection   build the mcp.cluster Ansible collection into build/"
 
 system-deps:
 	@scripts/install-system-deps
@@ -35,7 +36,7 @@ test: system-deps venv lint unit agents integration molecule
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/ansible-lint --profile production roles playbooks molecule
+	$(BIN)/ansible-lint --profile production roles playbooks molecule galaxy.yml
 
 unit: venv
 	$(BIN)/pytest tests/unit -q
@@ -56,6 +57,10 @@ molecule: venv
 	  molecule test -s common && molecule test -s nvidia_driver && molecule test -s python_env && \
 	  molecule test -s ray_cluster && molecule test -s agent_runtime && molecule test -s cluster; \
 	  status=$$?; $(BIN)/mcpctl sandbox down; exit $$status
+
+# The roles and playbooks as the Ansible collection mcp.cluster, in build/.
+collection: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path build .
 
 bench: venv
 	$(BIN)/python bench/cli_startup.py
