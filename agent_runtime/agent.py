@@ -91,3 +91,15 @@ def load_agent_class(import_path: str) -> type[Agent]:
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise ValueError(f"{import_path!r} is not a subclass of agent_runtime.agent.Agent")
     return cls
+
+
+def import_problems(import_paths: dict[str, str]) -> list[str]:
+    """For each agent name -> import path that does not resolve to an Agent class, why.
+    Run where the replicas would run (a Ray task), before any replica is created."""
+    problems = []
+    for name, import_path in import_paths.items():
+        try:
+            load_agent_class(import_path)
+        except Exception as error:  # an import runs arbitrary module code
+            problems.append(f"{name}: import {import_path!r}: {type(error).__name__}: {error}")
+    return problems

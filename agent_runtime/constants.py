@@ -16,6 +16,8 @@ SPEC_ENV = "MCP_AGENTS_SPEC"
 INGRESS_TOKEN_DIGEST_ENV = "MCP_INGRESS_TOKEN_SHA256"
 READY_MARKER = "MCP-READY "
 REPORT_MARKER = "MCP-REPORT "
+# One line per reason the cluster refused a deployment before starting any replica.
+REFUSED_MARKER = "MCP-REFUSED "
 # Followed by JSON: the deployment, its agents and its gateways' addresses (jobs.ingress_line).
 INGRESS_MARKER = "MCP-INGRESS "
 

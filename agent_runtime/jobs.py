@@ -26,10 +26,12 @@ from agent_runtime.constants import (
     INGRESS_TOKEN_DIGEST_ENV,
     NAMESPACE,
     READY_MARKER,
+    REFUSED_MARKER,
     SPEC_ENV,
     STATUS_EVERY_S,
 )
 from agent_runtime.spec import DeploymentSpec, parse_spec
+from agent_runtime.supervisor import DeploymentRefused
 
 
 def with_token_digest(spec: DeploymentSpec, digest: str | None) -> DeploymentSpec:
@@ -54,7 +56,13 @@ async def serve(spec_text: str, source: str) -> int:
     spec = with_token_digest(
         parse_spec(spec_text, source), os.environ.get(INGRESS_TOKEN_DIGEST_ENV)
     )
-    deployment = await Deployment.start(spec)
+    try:
+        deployment = await Deployment.start(spec)
+    except DeploymentRefused as error:
+        refusal = getattr(error, "cause", None) or error  # Ray wraps the actor's exception
+        for problem in refusal.problems:
+            print(f"{REFUSED_MARKER}{problem}", flush=True)
+        return 2
     status = await deployment.status()
     print(f"{READY_MARKER}{spec.name}: {len(status['replicas'])} replicas", flush=True)
     if status["gateways"]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from agent_runtime.spec import AgentSpec
 
 # Every head node carries this resource (Ray Serve pins its controller the same way). The
 # control actors live there: the head also holds the GCS, so if it dies the cluster is gone
@@ -22,3 +24,46 @@ def avoiding(node_ids: Iterable[str]) -> dict[str, Any]:
     if not excluded:
         return {}
     return {"label_selector": {NODE_ID_LABEL: f"!in({','.join(excluded)})"}}
+
+
+def unplaceable(agents: Iterable[AgentSpec], nodes: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Why these agents' replicas cannot all be placed on these nodes (`ray.nodes()` shape),
+    judged before any is created: a replica bigger than every node, or more of a resource
+    than the cluster has in all. Empty: they may fit (what others use is not counted)."""
+    alive = [node.get("Resources", {}) for node in nodes if node.get("Alive")]
+    problems = []
+    totals: dict[str, float] = {}
+    for agent in agents:
+        wanted = _resources_of(agent)
+        for name, amount in wanted.items():
+            totals[name] = totals.get(name, 0.0) + amount * agent.replicas
+        if not any(all(node.get(k, 0) >= v for k, v in wanted.items()) for node in alive):
+            largest = ", ".join(f"{k} {max((n.get(k, 0) for n in alive), default=0):g}"
+                                for k in wanted)  # fmt: skip
+            problems.append(
+                f"{agent.name}: one replica needs {_shown(wanted)}; no node has that "
+                f"(the largest: {largest})"
+            )
+    for name, amount in totals.items():
+        have = sum(node.get(name, 0) for node in alive)
+        if amount > have:
+            problems.append(
+                f"the replicas need {_RESOURCE_NAMES.get(name, name)} {amount:g} in all; "
+                f"the cluster has {have:g}"
+            )
+    return problems
+
+
+_RESOURCE_NAMES = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory (bytes)"}
+
+
+def _resources_of(agent: AgentSpec) -> dict[str, float]:
+    options = agent.resources.ray_options()
+    wanted = {"CPU": options["num_cpus"], "GPU": options["num_gpus"]}
+    if "memory" in options:
+        wanted["memory"] = options["memory"]
+    return {name: amount for name, amount in wanted.items() if amount}
+
+
+def _shown(wanted: Mapping[str, float]) -> str:
+    return ", ".join(f"{_RESOURCE_NAMES.get(k, k)} {v:g}" for k, v in wanted.items())

@@ -18,6 +18,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agent_runtime import checkpoint, health, placement
+from agent_runtime.agent import import_problems
 from agent_runtime.constants import (
     DRAIN_TIMEOUT_S,
     INFO_TIMEOUT_S,
@@ -60,6 +61,14 @@ class GatewaySlot:
         return f"ingress.{self.node_id[:12]}.{self.index}"
 
 
+class DeploymentRefused(ValueError):
+    """The deployment cannot start as specified; nothing of it was created."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class Supervisor:
     def __init__(self, spec: DeploymentSpec) -> None:
         self._spec = spec
@@ -90,7 +99,17 @@ class Supervisor:
             self._started = asyncio.ensure_future(self._start())
         await self._started
 
+    async def _refuse_what_cannot_start(self) -> None:
+        """Imports that fail and replicas no node could hold, found in seconds rather than
+        by replicas that Ray restarts forever or that stay pending until a timeout."""
+        paths = {agent.name: agent.import_path for agent in self._spec.agents}
+        imports = ray.remote(num_cpus=0)(import_problems).remote(paths)
+        problems = placement.unplaceable(self._spec.agents, ray.nodes()) + await imports
+        if problems:
+            raise DeploymentRefused(problems)
+
     async def _start(self) -> None:
+        await self._refuse_what_cannot_start()
         self._monitor = health.get_monitor(self._spec.health)
         await self._monitor.configure.remote(self._spec.health)
         self._update_health(await self._monitor.report.remote())

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from agent_runtime.constants import READY_MARKER
-from mcpctl.errors import McpError
+from agent_runtime.constants import READY_MARKER, REFUSED_MARKER
+from mcpctl.errors import McpError, UsageError
 from mcpctl.jobsapi import JobsApi
 from mcpctl.progress import elapsed_text
 from mcpctl.tables import console_for
@@ -145,8 +145,7 @@ def wait_until_ready(
             job_status = client.get_job_status(submission_id)
             status = str(getattr(job_status, "value", job_status))
             if status not in ACTIVE:
-                logs = client.get_job_logs(submission_id)[-2000:]
-                raise McpError(f"deployment job {submission_id} ended ({status}):\n{logs}")
+                raise _ended(client.get_job_logs(submission_id), submission_id, status)
             replicas = _replicas(api, deployment) if status == "RUNNING" else None
             reporter.update(stage(status, wanted, replicas, node_names))
             time.sleep(POLL_SECONDS)
@@ -155,6 +154,16 @@ def wait_until_ready(
     raise McpError(
         f"deployment job {submission_id} not ready after {timeout_s:g}s: {reporter.last}"
     )
+
+
+def _ended(logs: str, submission_id: str, status: str) -> McpError:
+    """Why the job ended: the cluster's reasons for refusing it, else the log's end."""
+    refused = [line[len(REFUSED_MARKER) :] for line in logs.splitlines()
+               if line.startswith(REFUSED_MARKER)]  # fmt: skip
+    if refused:
+        reasons = "".join(f"\n  {reason}" for reason in refused)
+        return UsageError(f"the cluster refused the deployment (nothing was started):{reasons}")
+    return McpError(f"deployment job {submission_id} ended ({status}):\n{logs[-2000:]}")
 
 
 def _replicas(api: JobsApi, deployment: str) -> list[ReplicaState] | None:

@@ -94,9 +94,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     took = None
     if args.wait:
         names = node_namer(api)
-        took = wait_until_ready(
-            api, client, submission_id, spec.name, replicas, args.wait, names, progress
-        )
+        try:
+            took = wait_until_ready(
+                api, client, submission_id, spec.name, replicas, args.wait, names, progress
+            )
+        except McpError as error:
+            raise _stopped_if_running(client, submission_id, error) from None
     ingress = ingress_of(client, submission_id) if took and spec.ingress else None
     if ingress is not None:
         _print_endpoints(ingress, token_file, progress)
@@ -115,6 +118,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         else f"{spec.name}: not waiting for its {replicas} replicas (--wait 0)",
     )
     return 0
+
+
+def _stopped_if_running(client: Any, submission_id: str, error: McpError) -> McpError:
+    """A deployment that did not come up is not left holding the cluster's resources."""
+    if client.get_job_status(submission_id) not in ACTIVE:
+        return error
+    client.stop_job(submission_id)
+    error.args = (f"{error}\nstopped job {submission_id}: nothing of it is left running",)
+    return error
 
 
 def _refuse_a_taken_port(client: Any, running: list[Any], port: int, source: str) -> None:

@@ -104,6 +104,7 @@ class FakeJobs:
         self.dashboard = dashboard
         self.jobs = list(jobs)
         self.submitted: list[dict] = []
+        self.stopped: list[str] = []
 
     def list_jobs(self) -> list[Any]:
         return self.jobs
@@ -118,6 +119,9 @@ class FakeJobs:
 
     def get_job_logs(self, submission_id: str) -> str:
         return self.dashboard.step[3]
+
+    def stop_job(self, submission_id: str) -> None:
+        self.stopped.append(submission_id)
 
 
 @pytest.fixture
@@ -271,3 +275,38 @@ def test_deploy_with_an_ingress_prints_the_endpoints_and_where_the_token_is(
     env_vars = client.submitted[0]["runtime_env"]["env_vars"]
     assert token_file.read_text().strip() not in json.dumps(client.submitted)
     assert env_vars["MCP_INGRESS_TOKEN_SHA256"] == token_digest(token_file.read_text().strip())
+
+
+def _agents_yaml(tmp_path):
+    spec = tmp_path / "agents.yaml"
+    spec.write_text("name: ops\nagents:\n  - {name: a, import: m:A}\n")
+    return str(spec)
+
+
+def test_a_deployment_the_cluster_refuses_exits_2_with_its_reasons(cluster, run_cli, tmp_path):
+    refused = (
+        "MCP-REFUSED a: import 'x:Y': ModuleNotFoundError: No module named 'x'\n"
+        "MCP-REFUSED the replicas need num_cpus 9 in all; the cluster has 6\n"
+    )
+    cluster([("RUNNING", [], [], ""), ("FAILED", [], [], refused)])
+
+    result = run_cli("agents", "deploy", _agents_yaml(tmp_path), "--address", "http://x")
+
+    assert result.code == 2
+    assert result.error_lines[-3:] == [
+        "mcpctl: error: the cluster refused the deployment (nothing was started):",
+        "  a: import 'x:Y': ModuleNotFoundError: No module named 'x'",
+        "  the replicas need num_cpus 9 in all; the cluster has 6",
+    ]
+
+
+def test_a_deployment_not_ready_in_time_is_stopped(cluster, run_cli, tmp_path):
+    client = cluster([("RUNNING", [actor("ops.a.0.0", "PENDING_CREATION")], [], "")])
+
+    result = run_cli(
+        "agents", "deploy", _agents_yaml(tmp_path), "--address", "http://x", "--wait", "0.3"
+    )
+
+    assert result.code == 1
+    assert client.stopped == [client.submitted[0]["submission_id"]]
+    assert f"stopped job {client.stopped[0]}: nothing of it is left running" in result.err
