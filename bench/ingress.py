@@ -1,18 +1,23 @@
 """Ingress gateway benchmark: one node's gateway under loopback load, with baselines.
 
     .venv/bin/python -m bench.ingress [--target echo | package.module:start] [--connections 100000]
+    .venv/bin/python -m bench.ingress --target bench.gateway_target:start_gateway
 
 The target under test is started by a pluggable function (bench/targets.py): ``echo`` is the
 chosen server library answering by itself (no Ray); the gateway of agent_runtime/ingress
-plugs in as ``module:function`` returning a Target (port, pids, stop). Load comes from
+plugs in as ``bench.gateway_target:start_gateway`` (a private local Ray, a trivial agent
+with --replicas replicas), which also measures scaling (scale_up_s, scale_down_s). Load comes from
 bench/loadgen.py: client processes on 127.0.1.N, every answer checked by message id.
+
+Phases 1-3 and 5 run --server-processes (1) server processes, as a node of two cores would;
+phase 4 runs --hold-processes (7), since a process here can hold at most 20,000 files.
 
 1. msgs_per_s: WebSocket, 2 client processes x 128 connections, 16 messages in flight each
 2. http_msgs_per_s: HTTP/1.1 keep-alive POSTs, 2 x 64 connections, one request in flight each
 3. p50_ms, p99_ms: WebSocket, 2,000 msg/s open loop
 4. connections_held: idle WebSocket connections held at once by the target's processes
    (SO_REUSEPORT on one port), with every 100th still answering; kib_per_connection is the
-   target's RSS delta over them
+   target's RSS delta over them (the gateway's: connection, parser and its two tasks)
 5. echo_msgs_per_s: the echo target under the load of 1 (the same figure when it is the target)
 6. serve_msgs_per_s: the same trivial agent behind Ray Serve 2.60 (nice 0, max_ongoing_requests
    1024, as many replicas), under the load of 2
@@ -181,14 +186,23 @@ def cpu_note(run: Measured) -> str:
 
 
 def measure_target(start, options: TargetOptions, args, figures: dict, tallies: Tallies) -> None:
+    """Throughput and latency with `options.processes` server processes on the port (what a
+    node of this size runs), then the connections held by `args.hold_processes` of them (the
+    open-files limit is 20,000 per process here)."""
     target = start(options)
     try:
         ws = ws_throughput(target, args)
         http = http_throughput(target, args)
         latency = open_loop_latency(target, args)
-        held = hold_connections(target, args) if args.connections else None
     finally:
         target.stop()
+    held = None
+    if args.connections:
+        target = start(dataclasses.replace(options, processes=args.hold_processes))
+        try:
+            held = hold_connections(target, args)
+        finally:
+            target.stop()
     for result in (ws.result, http.result, latency):
         tallies.add(result)
     figures.update(
@@ -211,7 +225,8 @@ def measure_target(start, options: TargetOptions, args, figures: dict, tallies: 
             "connections_held",
             held.result.connections,
             "conns",
-            f"of {args.connections:,}, opened in {held.seconds_to_open:.0f} s; "
+            f"of {args.connections:,} on {args.hold_processes} processes, opened in "
+            f"{held.seconds_to_open:.0f} s; "
             f"{held.result.sample_answered:,}/{held.result.sampled:,} sampled answered",
         )
         row("kib_per_connection", held.kib_per_connection, "KiB", "target RSS delta / held")
@@ -221,7 +236,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="echo", help="echo, or package.module:function")
     parser.add_argument("--library", default="raw-httptools", help="echo target's library")
-    parser.add_argument("--server-processes", type=int, default=7)
+    parser.add_argument(
+        "--server-processes", type=int, default=1, help="for throughput and latency"
+    )
+    parser.add_argument("--hold-processes", type=int, default=7, help="for holding --connections")
     parser.add_argument("--connections", type=int, default=100_000, help="0: skip holding")
     parser.add_argument("--connect-timeout", type=float, default=150.0)
     parser.add_argument("--seconds", type=float, default=5.0, help="per throughput phase")
