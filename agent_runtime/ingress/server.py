@@ -243,6 +243,11 @@ class HttpConnection(asyncio.Protocol):
 
     # what the core and the channel use
 
+    @property
+    def writing_paused(self) -> bool:
+        """The transport's buffer is above its high-water mark: the client is behind."""
+        return self._writing_paused
+
     def write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)

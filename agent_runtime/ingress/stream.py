@@ -30,8 +30,9 @@ class FrameChannel(Protocol):
         """The next message, (data, is_binary); None once closed; TimeoutError."""
         ...
 
-    async def send_many(self, frames: list[tuple[bytes, bool]]) -> None:
-        """Send (data, is_binary) messages; returns once the socket has taken them."""
+    async def send_many(self, frames: list[tuple[bytes, bool]], timeout_s: float) -> None:
+        """Send (data, is_binary) messages; returns once the socket has taken them, or
+        TimeoutError if the client has not within timeout_s."""
         ...
 
     async def close(self, code: int, reason: str) -> None:
@@ -135,8 +136,7 @@ class StreamSession:
                     # Everything ready goes in one write; replies of one batch arrive together.
                     frames = list(self._outbox)
                     self._outbox.clear()
-                    async with asyncio.timeout(self._limits.send_timeout_s):
-                        await self._channel.send_many(frames)
+                    await self._channel.send_many(frames, self._limits.send_timeout_s)
                     self._unanswered -= len(frames)
                     self._replies_written.set()
             except (TimeoutError, ConnectionError):
