@@ -9,6 +9,7 @@ import ray
 from agent_runtime.client import Deployment
 from agent_runtime.routing import Backpressure
 from agent_runtime.spec import DeploymentSpec
+from agent_runtime.supervisor import DeploymentRefused
 
 pytestmark = pytest.mark.ray
 
@@ -174,7 +175,8 @@ def test_supervisor_crash_recreates_replicas_from_checkpoints(deploy):
 
 def test_a_failing_agent_fails_the_deployment_and_frees_its_name(ray_cluster):
     spec = _spec("broken", replicas=1, **{"import": "tests.agent_runtime.agents:Missing"})
-    with pytest.raises(ray.exceptions.RayActorError, match="has no attribute 'Missing'"):
+    # Refused before any replica is created (the import is checked in a task first).
+    with pytest.raises(DeploymentRefused, match="has no attribute 'Missing'"):
         run(Deployment.start(spec))
     deadline = time.monotonic() + 10  # ray.kill is asynchronous
     while "broken-supervisor" in {a["name"] for a in ray.util.list_named_actors(True)}:
