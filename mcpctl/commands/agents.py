@@ -469,8 +469,15 @@ def _node_row(node: dict[str, Any]) -> list[CellValue]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     data = _one_shot_job(args, "--report")
+    # By hostname; nodes whose probe has not reported yet (named by id) after them.
+    data["nodes"].sort(key=lambda node: (not (node.get("sample") or {}).get("hostname"),
+                                         _node_label(node)))  # fmt: skip
     if getattr(args, "name", None):
         data["deployments"] = [d for d in data["deployments"] if d["deployment"] == args.name]
+        if not data["deployments"]:
+            raise UsageError(
+                f"no running deployment named {args.name!r} (see 'mcpctl agents list')"
+            )
         for node in data["nodes"]:
             node["agents"] = [a for a in node["agents"] if a.startswith(f"{args.name}/")]
     if args.output == "json":

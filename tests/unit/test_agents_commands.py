@@ -310,3 +310,28 @@ def test_a_deployment_not_ready_in_time_is_stopped(cluster, run_cli, tmp_path):
     assert result.code == 1
     assert client.stopped == [client.submitted[0]["submission_id"]]
     assert f"stopped job {client.stopped[0]}: nothing of it is left running" in result.err
+
+
+def test_status_of_a_deployment_that_is_not_running_exits_2(monkeypatch, run_cli):
+    report = {"nodes": [], "deployments": [{"deployment": "ops", "replicas": []}]}
+    monkeypatch.setattr(agents, "_one_shot_job", lambda args, *options: report)
+
+    result = run_cli("agents", "status", "opps", "--address", "http://x")
+
+    assert result.code == 2
+    assert "no running deployment named 'opps'" in result.err
+
+
+def test_status_lists_nodes_by_name(monkeypatch, capsys):
+    def node(name: str, node_id: str) -> dict[str, Any]:
+        return {"node_id": node_id, "address": "-", "status": "healthy", "reasons": [],
+                "agents": [], "sample": {"hostname": name}}  # fmt: skip
+
+    report = {"nodes": [node("node3", "a" * 56), node("node1", "b" * 56), node("node2", "c" * 56)],
+              "deployments": []}  # fmt: skip
+    monkeypatch.setattr(agents, "_one_shot_job", lambda args, *options: report)
+
+    agents.cmd_status(argparse.Namespace(output="text", name=None))
+
+    rows = capsys.readouterr().out.splitlines()[1:4]
+    assert [row.split()[0] for row in rows] == ["node1", "node2", "node3"]
