@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,7 +325,7 @@ class Supervisor:
                 self._log(f"scaling round failed: {error!r}")
 
     async def _scale_round(self) -> None:
-        self._load = await self._loads()
+        self._load = await self._loads(self._scalers)
         now = time.monotonic()
         for name, scaler in self._scalers.items():
             current = len(self._slots[name])
@@ -337,10 +338,11 @@ class Supervisor:
                 else:
                     await self._scale_down(name, target)
 
-    async def _loads(self) -> dict[str, float]:
+    async def _loads(self, agents: Iterable[str]) -> dict[str, float]:
         """Per agent: messages queued at the gateways plus those the replicas are handling
         (from gateways and from drivers' AgentGroups alike)."""
-        slots = self._all_slots()
+        load = dict.fromkeys(agents, 0.0)
+        slots = [slot for name in load for slot in self._slots[name]]
         gateway_loads, infos = await asyncio.gather(
             asyncio.gather(
                 *(
@@ -354,11 +356,11 @@ class Supervisor:
                 return_exceptions=True,
             ),
         )
-        load = dict.fromkeys(self._slots, 0.0)
         for answer in gateway_loads:
             if not isinstance(answer, BaseException):
                 for agent, counts in answer.items():
-                    load[agent] += counts["queued"]
+                    if agent in load:
+                        load[agent] += counts["queued"]
         for slot, info in zip(slots, infos, strict=True):
             if not isinstance(info, BaseException):
                 load[slot.agent.name] += info["in_flight"]
@@ -456,7 +458,7 @@ class Supervisor:
                 }
                 for slot in self._all_slots()
             ],
-            "agents": self._agent_report(await self._loads()),
+            "agents": self._agent_report(await self._loads(self._slots)),
             "gateways": [gateway.address for gateway in self._gateways],
             "nodes": self._report,
             "events": self._events[-20:],
