@@ -1,9 +1,20 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import ray
 
-from agent_runtime.health import GpuSample, NodeSample, evaluate, get_monitor
+from agent_runtime.health import (
+    DEAD,
+    HEALTHY,
+    GpuSample,
+    HealthMonitor,
+    NodeHealth,
+    NodeSample,
+    evaluate,
+    get_monitor,
+)
 from agent_runtime.spec import HealthSpec
 
 
@@ -41,3 +52,32 @@ def test_every_node_is_probed_and_reports_no_gpu_cleanly(ray_cluster):
         assert sample["node_id"] == node_id  # the probe ran on that very node
         assert 0 <= sample["memory_percent"] <= 100
         assert "gpus" not in sample and "gpu_error" not in sample  # a CPU node: none at all
+
+
+class _Probe:
+    """A node's probe answering with a fixed sample (the monitor's logic, no Ray)."""
+
+    def __init__(self, hostname: str) -> None:
+        self.sample = self
+        self._hostname = hostname
+
+    async def remote(self) -> NodeSample:
+        return NodeSample("b" * 56, self._hostname, 5.0, 10.0, 10.0, 0.1)
+
+
+def test_a_node_back_under_a_new_id_is_shown_once_and_stays_cordoned():
+    monitor = HealthMonitor(HealthSpec(recover_after=1))
+    old = NodeHealth("a" * 56, "10.0.0.3", status=DEAD, sample={"hostname": "node3"})
+    other = NodeHealth("c" * 56, "10.0.0.2", status=DEAD, sample={"hostname": "node2"})
+    monitor._nodes = {old.node_id: old, other.node_id: other}
+    monitor._cordoned[old.node_id] = "maintenance"
+    new_id = "b" * 56
+    monitor._nodes[new_id] = NodeHealth(new_id, "10.0.0.3")
+    monitor._probes[new_id] = _Probe("node3")
+
+    asyncio.run(monitor._probe(new_id))
+
+    assert set(monitor._nodes) == {new_id, other.node_id}  # node2 is still dead, and shown
+    assert monitor._nodes[new_id].status == "cordoned" != HEALTHY
+    assert monitor._resolve("node3") == new_id
+    assert old.node_id in monitor._superseded
