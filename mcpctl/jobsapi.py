@@ -57,7 +57,7 @@ class JobsApi:
         from ray.job_submission import JobSubmissionClient
 
         try:
-            return JobSubmissionClient(self.address, headers=self.headers)
+            return _Answering(JobSubmissionClient(self.address, headers=self.headers), self)
         except Exception as error:  # it answered our probe a moment ago: say what Ray said
             raise McpError(f"the Ray Jobs API at {self.address}: {error}") from None
 
@@ -69,6 +69,31 @@ class JobsApi:
                 return json.load(reply)
         except (OSError, http.client.HTTPException, ValueError) as error:
             raise McpError(f"the Ray dashboard at {self.address}{path}: {error}") from None
+
+
+class _Answering:
+    """The Jobs API client, with a head that stops answering mid-command (down, restarting,
+    its GCS recovering) reported as such instead of as a traceback from requests."""
+
+    def __init__(self, client: Any, api: JobsApi) -> None:
+        self._client = client
+        self._api = api
+
+    def __getattr__(self, name: str) -> Any:
+        import requests
+
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except requests.RequestException as error:
+                raise McpError(
+                    f"the cluster stopped answering at {self._api.address} (head down, or "
+                    f"restarting and recovering; try again in a minute): {type(error).__name__}"
+                ) from None
+
+        return call
 
 
 def reach(args: argparse.Namespace) -> JobsApi:

@@ -347,3 +347,23 @@ def test_dashboard_leaves_a_tunnel_it_found_open(head, run_cli, monkeypatch):
         result.out.splitlines()[-1] == "Ctrl-C to close (the tunnel was open before: it stays open)"
     )
     assert api.tunnel is not None and tunnel_alive(api.tunnel)
+
+
+def test_a_head_that_stops_answering_mid_command_is_said_so_not_a_traceback():
+    import requests
+
+    from mcpctl.errors import McpError
+    from mcpctl.jobsapi import JobsApi, _Answering
+
+    class Gone:
+        def list_jobs(self):
+            raise requests.ConnectionError("Connection refused")
+
+        def get_job_status(self, submission_id):
+            return "RUNNING"
+
+    client = _Answering(Gone(), JobsApi("http://127.0.0.1:8265", "t"))
+
+    assert client.get_job_status("x") == "RUNNING"
+    with pytest.raises(McpError, match=r"the cluster stopped answering at http://127\.0\.0\.1"):
+        client.list_jobs()
