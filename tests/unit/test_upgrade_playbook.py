@@ -22,9 +22,20 @@ def test_the_preflight_runs_on_every_node_before_any_drain():
     assert PREFLIGHT["any_errors_fatal"] is True
     assert "pre_tasks" not in PREFLIGHT and "roles" not in PREFLIGHT
     includes = [task.get("ansible.builtin.include_role") for task in PREFLIGHT["tasks"]]
-    assert {"name": "python_env", "tasks_from": "preflight.yml"} in includes
-    # Only the later plays drain.
+    assert {"name": "python_env", "tasks_from": "preflight.yml"} in [
+        {key: include[key] for key in ("name", "tasks_from")} for include in includes if include
+    ]
+    # --tags must not skip it.
+    assert all("always" in task["tags"] for task in PREFLIGHT["tasks"])
+    (include,) = [task for task in PREFLIGHT["tasks"] if "ansible.builtin.include_role" in task]
+    assert include["ansible.builtin.include_role"]["apply"] == {"tags": ["always"]}
+    # Only the later plays drain, whatever --tags says.
     assert [play["hosts"] for play in PLAYS[1:]] == ["mcp_head", "mcp_workers"]
+    for play in PLAYS[1:]:
+        (drain,) = play["pre_tasks"]
+        assert drain["ansible.builtin.include_tasks"]["file"] == "tasks/upgrade-drain.yml"
+        assert drain["ansible.builtin.include_tasks"]["apply"] == {"tags": ["always"]}
+        assert drain["tags"] == ["always"]
 
 
 def refuse_task() -> dict[str, Any]:
