@@ -1,0 +1,151 @@
+"""Upgrades that cannot strand the cluster, on real hosts: a version the wheelhouse lacks is
+caught per node by `mcpctl upgrade --check` and, for real, before any Ray stops; a --limit
+that would leave a node on another Ray is refused naming it. Two nodes, one deploy, file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from mcpctl.sandbox.paths import SandboxLayout
+from tests.integration.conftest import run
+
+pytestmark = pytest.mark.integration
+
+SANDBOX_ENV = {"MCP_SANDBOX_NAME": "mcp-upgrade", "MCP_SANDBOX_SUBNET": "10.79.0.0/24"}
+NODES = ["node1", "node2"]
+MISSING_RAY = "mcp_ray_version=9.9.9"
+
+
+@dataclass
+class Playbook:
+    rc: int
+    output: dict
+    stderr: str
+
+    def changed(self) -> dict[str, int]:
+        return {host: stats["changed"] for host, stats in self.output["stats"].items()}
+
+    def failure_messages(self) -> dict[str, str]:
+        return {
+            host: str(result.get("msg", ""))
+            for play in self.output["plays"]
+            for task in play["tasks"]
+            for host, result in task["hosts"].items()
+            if result.get("failed")
+        }
+
+    def __str__(self) -> str:
+        return f"rc={self.rc} stats={self.output.get('stats')}\n{self.stderr[-2000:]}"
+
+
+@dataclass
+class Cluster:
+    layout: SandboxLayout
+
+    def playbook(self, *args: str) -> Playbook:
+        env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+        inventory = str(self.layout.inventory_dir / "hosts.yml")
+        result = run(
+            "ansible-playbook",
+            "-i",
+            inventory,
+            "playbooks/upgrade.yml",
+            *args,
+            check=False,
+            env=env,
+        )
+        return Playbook(result.returncode, json.loads(result.stdout), result.stderr)
+
+    def ray_pids(self) -> dict[str, str]:
+        """Each node's Ray main process: the same after a run means Ray was never stopped."""
+        command = "systemctl show --property MainPID --value mcp-ray"
+        return {node: self.ssh(node, command).strip() for node in NODES}
+
+    def ssh(self, node: str, command: str) -> str:
+        return run("mcpctl", "sandbox", "ssh", node, "--", command).stdout
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    saved = {name: os.environ.get(name) for name in SANDBOX_ENV}
+    os.environ.update(SANDBOX_ENV)
+    try:
+        run("mcpctl", "sandbox", "up", "--nodes", str(len(NODES)))
+        layout = SandboxLayout.default()
+        deploy = run(
+            "ansible-playbook",
+            "-i",
+            str(layout.inventory_dir / "hosts.yml"),
+            "playbooks/deploy.yml",
+        )
+        assert deploy.returncode == 0
+        yield Cluster(layout)
+        run("mcpctl", "sandbox", "down", check=False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def test_check_mode_names_every_node_that_cannot_get_the_version(cluster: Cluster) -> None:
+    before = cluster.ray_pids()
+    result = run(
+        "mcpctl",
+        "upgrade",
+        "-f",
+        str(cluster.layout.spec_file),
+        "--check",
+        "-e",
+        MISSING_RAY,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    for node in NODES:
+        assert f"{node}: ray[default]==9.9.9 not installable from the wheelhouse" in output, output
+    assert "failed on node1, node2" in output, output
+    assert cluster.ray_pids() == before
+
+
+def test_an_upgrade_to_a_missing_version_stops_no_ray(cluster: Cluster) -> None:
+    before = cluster.ray_pids()
+    upgrade = cluster.playbook("-e", MISSING_RAY)
+    assert upgrade.rc != 0, upgrade
+    messages = upgrade.failure_messages()
+    assert sorted(messages) == NODES, upgrade
+    assert all("(from versions: 2.60.0)" in message for message in messages.values()), messages
+    assert set(upgrade.changed().values()) == {0}, upgrade
+    assert cluster.ray_pids() == before
+
+
+def test_a_limit_that_would_mix_ray_versions_is_refused(cluster: Cluster) -> None:
+    before = cluster.ray_pids()
+    upgrade = cluster.playbook("--limit", "node2", "-e", MISSING_RAY)
+    assert upgrade.rc != 0, upgrade
+    (message,) = upgrade.failure_messages().values()
+    assert "would leave node1 behind" in message, message
+    assert "node1: Ray 2.60.0" in message, message
+    assert set(upgrade.changed().values()) == {0}, upgrade
+    assert cluster.ray_pids() == before
+
+
+def test_a_limit_that_leaves_no_node_behind_runs(cluster: Cluster) -> None:
+    upgrade = cluster.playbook("--limit", "node2")
+    assert upgrade.rc == 0, upgrade
+    assert upgrade.changed() == {"node2": 0}, upgrade
+
+
+def test_an_upgrade_to_the_installed_versions_changes_nothing(cluster: Cluster) -> None:
+    before = cluster.ray_pids()
+    upgrade = cluster.playbook()
+    assert upgrade.rc == 0, upgrade
+    assert upgrade.changed() == {"node1": 0, "node2": 0}, upgrade
+    assert cluster.ray_pids() == before

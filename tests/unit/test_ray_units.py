@@ -1,0 +1,180 @@
+"""The systemd units roles/ray_cluster installs, rendered from its templates with the role's own
+defaults and scored by `systemd-analyze security --offline`: the same score systemd gives them on
+a node (molecule/ray_cluster checks it there, on the running units)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+
+from tests.unit.roles import REPO, defaults, load
+
+ROLE = REPO / "roles/ray_cluster"
+EXPOSURE_LIMIT = 4.0
+
+# What the inventory and the other roles would give a node; the rest is the role's defaults.
+NODE = {
+    "ansible_managed": "Ansible managed",
+    "inventory_hostname": "node1",
+    "ansible_host": "10.0.0.1",
+    "mcp_ray_head_node": "node1",
+    "mcp_ray_head_address": "10.0.0.1",
+    "ansible_facts": {"processor_vcpus": 4},
+    "ray_cluster_versions": {"python": "3.11.2", "ray": "2.60.0", "torch": "2.13.0+cpu"},
+    "ray_cluster_firewall_sources": ["10.0.0.1"],
+}
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    return bool(value)
+
+
+class _RoleVariables(dict[str, Any]):
+    """The role's variables, each template rendered when first read (as Ansible does)."""
+
+    def __init__(self, env: jinja2.Environment, raw: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._env = env
+        self._raw = dict(raw)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __getitem__(self, key: str) -> Any:
+        if not dict.__contains__(self, key):
+            value = self._raw[key]
+            if isinstance(value, str) and "{{" in value:
+                value = _render_lazily(self._env.from_string(value.strip()), self)
+            dict.__setitem__(self, key, value)
+        return dict.__getitem__(self, key)
+
+    def keys(self) -> Any:
+        return self._raw.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+
+def _render_lazily(template: jinja2.Template, variables: _RoleVariables) -> str:
+    # shared=True hands the mapping itself to the template, so only what it reads is rendered.
+    return "".join(template.root_render_func(template.new_context(variables, shared=True)))
+
+
+def render(template: str, **overrides: Any) -> str:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["bool"] = _bool
+    raw = {**defaults("ray_cluster"), **load("roles/ray_cluster/vars/main.yml"), **NODE}
+    variables = _RoleVariables(env, {**raw, **overrides})
+    compiled = env.from_string((ROLE / "templates" / template).read_text(encoding="utf-8"))
+    return _render_lazily(compiled, variables)
+
+
+def exposure(unit: str, name: str, tmp_path: Path) -> tuple[float, str]:
+    path = tmp_path / name
+    path.write_text(unit, encoding="utf-8")
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    return float(found.group(1)), result.stdout
+
+
+def settings(unit: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        key, separator, value = line.partition("=")
+        if separator and not line.startswith(("#", " ")):
+            found.setdefault(key, []).append(value)
+    return found
+
+
+VARIANTS = {
+    "head": {"mcp_node_role": "head"},
+    "worker": {"mcp_node_role": "worker"},
+    "gpu worker": {"mcp_node_role": "worker", "nvidia_driver_gpu_count": 2},
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_ray_unit_keeps_ray_without_privileges(variant):
+    unit = settings(render("mcp-ray.service.j2", **VARIANTS[variant]))
+
+    assert unit["User"] == ["mcp"]
+    assert unit["CapabilityBoundingSet"] == [""]
+    assert unit["SystemCallFilter"] == ["@system-service", "~@privileged"]
+    assert unit["SystemCallErrorNumber"] == ["EPERM"]
+    assert unit["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6 AF_NETLINK"]
+    assert unit["UMask"] == ["0027"]
+    assert unit["ProtectSystem"] == ["strict"]
+    assert unit["ReadWritePaths"] == ["/var/lib/mcp"]
+    # CUDA needs the host's /dev/nvidia*; a CPU node gets a /dev without hardware.
+    assert unit["PrivateDevices"] == (["no"] if variant == "gpu worker" else ["yes"])
+    assert unit["ExecStartPost"] == [
+        "/opt/mcp/bin/ray-private-dirs.sh /var/lib/mcp/ray 10.0.0.1 6384 110"
+    ]
+    assert unit["TimeoutStartSec"] == ["120"]
+
+
+def test_turning_the_hardening_off_leaves_the_baseline():
+    unit = settings(render("mcp-ray.service.j2", ray_cluster_hardening=False))
+
+    assert "SystemCallFilter" not in unit and "CapabilityBoundingSet" not in unit
+    assert unit["NoNewPrivileges"] == ["yes"]
+
+
+needs_systemd_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_ray_units_exposure_is_at_most_4(variant, tmp_path):
+    score, report = exposure(
+        render("mcp-ray.service.j2", **VARIANTS[variant]), "mcp-ray.service", tmp_path
+    )
+
+    assert score <= EXPOSURE_LIMIT, report
+
+
+@needs_systemd_analyze
+def test_the_firewall_units_exposure_is_at_most_4(tmp_path):
+    unit = render("mcp-ray-firewall.service.j2")
+    score, report = exposure(unit, "mcp-ray-firewall.service", tmp_path)
+
+    assert score <= EXPOSURE_LIMIT, report
+    assert settings(unit)["CapabilityBoundingSet"] == ["CAP_NET_ADMIN"]
+
+
+def test_the_directory_fix_makes_ray_directories_private(tmp_path):
+    made = tmp_path / "ray" / "session_1" / "logs"
+    made.mkdir(parents=True)
+    for directory in (tmp_path / "ray", made.parent, made):
+        directory.chmod(0o777)
+    script = ROLE / "files/ray-private-dirs.sh"
+
+    # Nothing listens on the port: it gives up waiting after a second and fixes what is there.
+    result = subprocess.run(
+        [str(script), str(tmp_path / "ray"), "127.0.0.1", "9", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0
+    assert "did not listen on 127.0.0.1:9" in result.stderr
+    for directory in (tmp_path / "ray", made.parent, made):
+        assert directory.stat().st_mode & 0o777 == 0o750, directory

@@ -1,0 +1,111 @@
+"""playbooks/upgrade.yml checks before it stops anything: the preflight play comes first, on
+every node, fatal for all on one failure; and its --limit rule, evaluated here on the results
+its slurp task would register."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import jinja2
+import pytest
+
+from tests.unit.roles import load
+
+PLAYS = load("playbooks/upgrade.yml")
+PREFLIGHT = PLAYS[0]
+
+
+def test_the_preflight_runs_on_every_node_before_any_drain():
+    assert PREFLIGHT["hosts"] == "mcp_cluster"
+    assert PREFLIGHT["any_errors_fatal"] is True
+    assert "pre_tasks" not in PREFLIGHT and "roles" not in PREFLIGHT
+    includes = [task.get("ansible.builtin.include_role") for task in PREFLIGHT["tasks"]]
+    assert {"name": "python_env", "tasks_from": "preflight.yml"} in [
+        {key: include[key] for key in ("name", "tasks_from")} for include in includes if include
+    ]
+    # --tags must not skip it.
+    assert all("always" in task["tags"] for task in PREFLIGHT["tasks"])
+    (include,) = [task for task in PREFLIGHT["tasks"] if "ansible.builtin.include_role" in task]
+    assert include["ansible.builtin.include_role"]["apply"] == {"tags": ["always"]}
+    # Only the later plays drain, whatever --tags says.
+    assert [play["hosts"] for play in PLAYS[1:]] == ["mcp_head", "mcp_workers"]
+    for play in PLAYS[1:]:
+        (drain,) = play["pre_tasks"]
+        assert drain["ansible.builtin.include_tasks"]["file"] == "tasks/upgrade-drain.yml"
+        assert drain["ansible.builtin.include_tasks"]["apply"] == {"tags": ["always"]}
+        assert drain["tags"] == ["always"]
+
+
+def refuse_task() -> dict[str, Any]:
+    (task,) = [task for task in PREFLIGHT["tasks"] if task["name"].startswith("Refuse a --limit")]
+    return task
+
+
+def render(expression: str, variables: dict[str, Any]) -> Any:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["b64decode"] = lambda text: base64.b64decode(text).decode()
+    env.filters["from_json"] = json.loads
+    env.filters["zip"] = lambda first, second: list(zip(first, second, strict=False))
+    env.filters["difference"] = lambda first, second: [item for item in first if item not in second]
+    return env.compile_expression(expression.strip().removeprefix("{{").removesuffix("}}"))(
+        **variables
+    )
+
+
+def left_out(node: str, ray: str | None = None, unreachable: bool = False) -> dict[str, Any]:
+    """A result of the slurp loop for one node outside --limit."""
+    if unreachable:
+        return {"item": node, "unreachable": True, "msg": "ssh: connect timed out"}
+    if ray is None:
+        return {"item": node, "failed": True, "msg": "file not found"}
+    fact = base64.b64encode(json.dumps({"ray": ray, "torch": "2.13.0+cpu"}).encode()).decode()
+    return {"item": node, "content": fact, "encoding": "base64"}
+
+
+def behind(results: list[dict[str, Any]], target: str = "2.61.0") -> tuple[list, list]:
+    task = refuse_task()
+    variables: dict[str, Any] = {
+        "upgrade_left_out_versions": {"results": results},
+        "upgrade_target_ray": target,
+    }
+    for name in ("upgrade_results", "upgrade_read", "upgrade_read_ray"):
+        variables[name] = render(task["vars"][name], variables)
+    return (
+        [list(pair) for pair in render(task["vars"]["upgrade_behind"], variables)],
+        list(render(task["vars"]["upgrade_unreachable"], variables)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        ([], ([], [])),
+        # Already on the target: the limited run leaves nobody behind.
+        ([left_out("node3", "2.61.0")], ([], [])),
+        ([left_out("node3", "2.60.0")], ([["node3", "2.60.0"]], [])),
+        # Never deployed: no Ray there to mismatch.
+        ([left_out("node4")], ([], [])),
+        ([left_out("node5", unreachable=True)], ([], ["node5"])),
+        (
+            [
+                left_out("node3", "2.60.0"),
+                left_out("node4", "2.61.0"),
+                left_out("node5", unreachable=True),
+            ],
+            ([["node3", "2.60.0"]], ["node5"]),
+        ),
+    ],
+)
+def test_the_nodes_a_limit_leaves_behind(results, expected):
+    assert behind(results) == expected
+
+
+def test_the_refusal_runs_only_with_a_limit_and_someone_behind():
+    assert refuse_task()["when"] == (
+        "ansible_limit is defined and (upgrade_behind + upgrade_unreachable) | length > 0"
+    )
+    assert PREFLIGHT["vars"]["upgrade_left_out"] == (
+        "{{ groups['mcp_cluster'] | difference(ansible_play_hosts_all) }}"
+    )
