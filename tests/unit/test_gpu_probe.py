@@ -89,7 +89,9 @@ def test_the_role_runs_the_script_file():
         if "ansible.builtin.script" in task
     ]
 
-    assert probe["ansible.builtin.script"]["cmd"] == SCRIPT.name
+    # The devices directory is passed on, so tests can point detection at a fake tree.
+    assert probe["ansible.builtin.script"]["cmd"].split()[0] == SCRIPT.name
+    assert "nvidia_driver_pci_devices_dir" in probe["ansible.builtin.script"]["cmd"]
     assert probe["check_mode"] is False
 
 
