@@ -44,7 +44,7 @@ class GpuSampler:
         except Exception as error:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded
             # Without an NVIDIA device node this is a CPU node and there is nothing to
             # report; with one, NVML failing to read it is a fault worth showing.
-            self.error = f"NVML cannot read the GPUs: {error}" if nvidia_devices() else None
+            self.error = _describe(error) if nvidia_devices() else None
             return
         self._register_xid_events()
 
@@ -95,6 +95,17 @@ class GpuSampler:
             with contextlib.suppress(nvml.NVMLError):
                 setattr(gpu, name, read())
         return gpu
+
+
+def _describe(error: Exception) -> str:
+    # pynvml's class for NVML_ERROR_LIB_RM_VERSION_MISMATCH: the driver's libraries were
+    # upgraded under the running kernel module, which only a reboot (or a reload) replaces.
+    if type(error).__name__ == "NVMLError_LibRmVersionMismatch":
+        return (
+            f"reboot needed: NVML reports a driver/library version mismatch ({error}); "
+            "the driver was upgraded and the old kernel module is still loaded"
+        )
+    return f"NVML cannot read the GPUs: {error}"
 
 
 def _percent(memory: Any) -> float:
