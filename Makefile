@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 NODES ?= 3
 SANDBOX_SPEC = $(shell $(BIN)/python -c "from mcpctl.sandbox.paths import SandboxLayout as L; print(L.default().spec_file)")
 
-.PHONY: help system-deps venv sandbox sandbox-down test lint unit agents integration molecule bench collection sandbox-caches
+.PHONY: help system-deps venv sandbox sandbox-down test lint unit agents integration molecule bench collection sandbox-caches gpu-wheels
 
 help:
 	@echo "make sandbox      bring up $(NODES) local test hosts and deploy onto them"
@@ -12,6 +12,7 @@ help:
 	@echo "make sandbox-down remove the sandbox"
 	@echo "make bench        print benchmark figures"
 	@echo "make collection   build the mcp.cluster Ansible collection into build/"
+	@echo "make gpu-wheels   fill .gpu-wheels/ for bench/gpu_check.py on a GPU machine without network"
 
 system-deps:
 	@scripts/install-system-deps
@@ -76,3 +77,8 @@ bench: venv
 	$(BIN)/python bench/inventory.py
 	$(BIN)/python bench/agents.py
 	$(BIN)/python bench/deploy.py
+
+# ansible-core and this project as Python 3.12 wheels, for bench/gpu_check.py on a bare GPU
+# machine (they travel with the working tree; .gpu-wheels/ is ignored by git).
+gpu-wheels: venv
+	PYTHON=$(BIN)/python scripts/gpu-wheels

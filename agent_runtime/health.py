@@ -9,8 +9,6 @@ takes agents again, so a node that flaps around a threshold is not refilled ever
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import glob
 import os
 import socket
 import time
@@ -22,20 +20,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agent_runtime import metrics, placement
 from agent_runtime.constants import MONITOR_NAME, NAMESPACE
+
+# The NVML readings live apart from Ray, so a bare GPU machine can take them
+# (bench/gpu_check.py).
+from agent_runtime.gpu import GpuSample, GpuSampler
 from agent_runtime.spec import HealthSpec
 
 HEALTHY, UNHEALTHY, CORDONED, DEAD = "healthy", "unhealthy", "cordoned", "dead"
-
-
-@dataclass
-class GpuSample:
-    index: int
-    name: str
-    temperature_c: float | None = None
-    memory_percent: float | None = None
-    utilization_percent: float | None = None
-    ecc_uncorrected: int | None = None
-    xid_errors: int = 0
 
 
 @dataclass
@@ -88,87 +79,6 @@ def disk_percent(path: str) -> float:
 
 def _disk_percent(paths: tuple[str, ...]) -> float:
     return max(disk_percent(path) for path in paths)
-
-
-def nvidia_devices() -> list[str]:
-    """The GPU device nodes the NVIDIA driver made (/dev/nvidia0...), none on a CPU node."""
-    return sorted(glob.glob("/dev/nvidia[0-9]*"))
-
-
-class GpuSampler:
-    """NVML readings, or a clean "no GPU" when the library or the driver is absent."""
-
-    def __init__(self) -> None:
-        self.error: str | None = None
-        self._nvml: Any = None
-        self._handles: list[Any] = []
-        self._events: Any = None
-        self._xid: dict[int, int] = {}
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            count = pynvml.nvmlDeviceGetCount()
-            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-            self._nvml = pynvml
-        except Exception as error:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded
-            # Without an NVIDIA device node this is a CPU node and there is nothing to
-            # report; with one, NVML failing to read it is a fault worth showing.
-            self.error = f"NVML cannot read the GPUs: {error}" if nvidia_devices() else None
-            return
-        self._register_xid_events()
-
-    def _register_xid_events(self) -> None:
-        nvml = self._nvml
-        try:
-            self._events = nvml.nvmlEventSetCreate()
-            for handle in self._handles:
-                nvml.nvmlDeviceRegisterEvents(
-                    handle, nvml.nvmlEventTypeXidCriticalError, self._events
-                )
-        except nvml.NVMLError:
-            self._events = None  # not supported on this GPU/driver: XID counts stay 0
-
-    def _drain_xid_events(self) -> None:
-        nvml = self._nvml
-        while self._events is not None:
-            try:
-                event = nvml.nvmlEventSetWait(self._events, 0)
-            except nvml.NVMLError:
-                return  # timeout: no pending events
-            index = nvml.nvmlDeviceGetIndex(event.device)
-            self._xid[index] = self._xid.get(index, 0) + 1
-
-    def sample(self) -> list[GpuSample]:
-        if self._nvml is None:
-            return []
-        self._drain_xid_events()
-        return [self._sample_one(i, handle) for i, handle in enumerate(self._handles)]
-
-    def _sample_one(self, index: int, handle: Any) -> GpuSample:
-        nvml = self._nvml
-        gpu = GpuSample(
-            index, str(nvml.nvmlDeviceGetName(handle)), xid_errors=self._xid.get(index, 0)
-        )
-        readings = {
-            "temperature_c": lambda: nvml.nvmlDeviceGetTemperature(
-                handle, nvml.NVML_TEMPERATURE_GPU
-            ),
-            "memory_percent": lambda: _percent(nvml.nvmlDeviceGetMemoryInfo(handle)),
-            "utilization_percent": lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
-            "ecc_uncorrected": lambda: nvml.nvmlDeviceGetTotalEccErrors(
-                handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC
-            ),
-        }
-        for name, read in readings.items():
-            # e.g. ECC on consumer GPUs: leave that reading None rather than fail the sample.
-            with contextlib.suppress(nvml.NVMLError):
-                setattr(gpu, name, read())
-        return gpu
-
-
-def _percent(memory: Any) -> float:
-    return 100.0 * memory.used / memory.total
 
 
 def evaluate(sample: NodeSample, limits: HealthSpec) -> list[str]:

@@ -19,10 +19,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import ray
 import torch
 
-from agent_runtime import metrics
+# Without Ray (bench/gpu_check.py on a bare GPU machine) the model runs on the device it is
+# given, and batch sizes go unrecorded: the metrics are Ray's.
+try:
+    import ray
+
+    from agent_runtime import metrics
+except ImportError:
+    ray = None
+    metrics = None
 
 
 def select_device() -> torch.device:
@@ -32,7 +39,12 @@ def select_device() -> torch.device:
     fractional share (num_gpus: 0.25) becomes the process's cap on that GPU's memory, so
     replicas packed on one GPU cannot starve each other.
     """
-    if not ray.is_initialized() or not ray.get_gpu_ids() or not torch.cuda.is_available():
+    if (
+        ray is None
+        or not ray.is_initialized()
+        or not ray.get_gpu_ids()
+        or not torch.cuda.is_available()
+    ):
         return torch.device("cpu")
     share = ray.get_runtime_context().get_assigned_resources().get("GPU", 1.0)
     device = torch.device("cuda", 0)
@@ -92,7 +104,8 @@ class BatchedModel:
     def _count(self, size: int) -> None:
         self.batches += 1
         self.items += size
-        metrics.batch_size().observe(size, tags={"model": self.name})
+        if metrics is not None:
+            metrics.batch_size().observe(size, tags={"model": self.name})
 
     async def infer(self, item: torch.Tensor | Sequence[float]) -> torch.Tensor:
         """One item (a tensor, or a list of numbers: cheaper to batch) -> its output row."""

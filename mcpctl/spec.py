@@ -33,8 +33,10 @@ from specfile.errors import SpecError, SpecFault, SpecFaults, SpecProblem
 
 DEFAULT_RAY_VERSION = "2.60.0"
 DEFAULT_TORCH_VERSION = "2.13.0"
-# 535 is the production branch that Debian 12, Ubuntu and the RHEL 9 module streams all carry.
-DEFAULT_DRIVER_BRANCH = "535"
+# 580 is NVIDIA's long-term branch, the first for both Hopper and Blackwell; Ubuntu's archive
+# and the RHEL 9 module streams carry it, and on Debian 12 the nvidia_driver role takes it from
+# NVIDIA's CUDA repository (Debian's own branch, 535, stays available by asking for it).
+DEFAULT_DRIVER_BRANCH = "580"
 # Where the agents' gateways listen on every node (clients outside the cluster reach it).
 DEFAULT_INGRESS_PORT = 8300
 

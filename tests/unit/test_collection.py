@@ -153,5 +153,5 @@ def test_a_role_of_the_collection_runs_in_check_mode(installed, tmp_path):
         cwd=tmp_path,
     )
 
-    assert "mcp.cluster.nvidia_driver : Count the NVIDIA GPUs on PCI" in output
+    assert "mcp.cluster.nvidia_driver : Count the NVIDIA GPUs and NVSwitches on PCI" in output
     assert "gpus=" in output and "failed=0" in output

@@ -100,7 +100,7 @@ def test_group_vars(tmp_path: Path):
     assert group_vars["mcp_ray_head_address"] == "fd00::1"
     assert group_vars["mcp_python_wheelhouse"] == "http://10.89.0.1:8080/wheels/"
     assert group_vars["mcp_python_index_url"] is None
-    assert group_vars["mcp_nvidia_driver_branch"] == "535"
+    assert group_vars["mcp_nvidia_driver_branch"] == "580"
     assert list(group_vars) == sorted(group_vars, key=lambda key: (key.startswith("mcp_"), key))
 
 
