@@ -149,7 +149,6 @@ class HealthMonitor:
         self._nodes: dict[str, NodeHealth] = {}
         self._probes: dict[str, Any] = {}
         self._cordoned: dict[str, str] = {}
-        self._superseded: set[str] = set()  # dead ids of nodes that came back under new ones
         self._rounds = 0
         self._loop: asyncio.Task | None = None
         self._round_done: asyncio.Event | None = None
@@ -176,7 +175,7 @@ class HealthMonitor:
             node_id = node["NodeID"]
             if node["Alive"]:
                 alive[node_id] = node["NodeManagerAddress"]
-            elif node_id not in self._superseded:
+            else:
                 health = self._nodes.setdefault(
                     node_id, NodeHealth(node_id, node["NodeManagerAddress"])
                 )
@@ -208,20 +207,8 @@ class HealthMonitor:
             self._judge(health, [reason])
             return
         health.sample = sample.as_report()
-        self._supersede(health)
         self._judge(health, evaluate(sample, self._limits))
         self._export(node_id, sample)
-
-    def _supersede(self, health: NodeHealth) -> None:
-        """A node that came back (a restart gives it a new Ray id) replaces its dead entry:
-        shown once, found by its hostname, and still cordoned if it was."""
-        hostname = (health.sample or {}).get("hostname")
-        for node_id, old in list(self._nodes.items()):
-            if old.status == DEAD and (old.sample or {}).get("hostname") == hostname:
-                del self._nodes[node_id]
-                self._superseded.add(node_id)
-                if node_id in self._cordoned:
-                    self._cordoned[health.node_id] = self._cordoned.pop(node_id)
 
     def _judge(self, health: NodeHealth, reasons: list[str]) -> None:
         if health.node_id in self._cordoned:
@@ -279,11 +266,16 @@ class HealthMonitor:
 
     def _resolve(self, node: str) -> str:
         """A node's hostname (what status shows), its id, or a unique prefix of the id."""
-        matches = [
-            node_id
+        named = [
+            (node_id, health)
             for node_id, health in self._nodes.items()
             if (health.sample or {}).get("hostname") == node
-        ] or [node_id for node_id in self._nodes if node_id.startswith(node)]
+        ]
+        # A node that came back (a restart gives it a new Ray id) is the live one of its name.
+        matches = [node_id for node_id, health in named if health.status != DEAD] or [
+            node_id for node_id, _ in named
+        ]
+        matches = matches or [node_id for node_id in self._nodes if node_id.startswith(node)]
         if len(matches) != 1:
             raise ValueError(
                 f"{node!r} matches {len(matches)} known nodes; give its hostname, "

@@ -469,6 +469,7 @@ def _node_row(node: dict[str, Any]) -> list[CellValue]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     data = _one_shot_job(args, "--report")
+    data["nodes"] = _once_each(data["nodes"])
     # By hostname; nodes whose probe has not reported yet (named by id) after them.
     data["nodes"].sort(key=lambda node: (not (node.get("sample") or {}).get("hostname"),
                                          _node_label(node)))  # fmt: skip
@@ -485,6 +486,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     _print_status(data)
     return 0
+
+
+def _once_each(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without the dead entries of nodes that came back (a restart gives a node a new Ray
+    id; Ray keeps the old one as dead)."""
+    alive = {_node_label(node) for node in nodes if node["status"] != "dead"}
+    return [node for node in nodes if node["status"] != "dead" or _node_label(node) not in alive]
 
 
 def _print_status(data: dict[str, Any]) -> None:

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import ray
 
@@ -54,30 +52,12 @@ def test_every_node_is_probed_and_reports_no_gpu_cleanly(ray_cluster):
         assert "gpus" not in sample and "gpu_error" not in sample  # a CPU node: none at all
 
 
-class _Probe:
-    """A node's probe answering with a fixed sample (the monitor's logic, no Ray)."""
-
-    def __init__(self, hostname: str) -> None:
-        self.sample = self
-        self._hostname = hostname
-
-    async def remote(self) -> NodeSample:
-        return NodeSample("b" * 56, self._hostname, 5.0, 10.0, 10.0, 0.1)
-
-
-def test_a_node_back_under_a_new_id_is_shown_once_and_stays_cordoned():
-    monitor = HealthMonitor(HealthSpec(recover_after=1))
+def test_a_hostname_names_the_live_node_when_a_dead_one_had_it_too():
+    monitor = HealthMonitor()
     old = NodeHealth("a" * 56, "10.0.0.3", status=DEAD, sample={"hostname": "node3"})
-    other = NodeHealth("c" * 56, "10.0.0.2", status=DEAD, sample={"hostname": "node2"})
-    monitor._nodes = {old.node_id: old, other.node_id: other}
-    monitor._cordoned[old.node_id] = "maintenance"
-    new_id = "b" * 56
-    monitor._nodes[new_id] = NodeHealth(new_id, "10.0.0.3")
-    monitor._probes[new_id] = _Probe("node3")
+    new = NodeHealth("b" * 56, "10.0.0.3", status=HEALTHY, sample={"hostname": "node3"})
+    gone = NodeHealth("c" * 56, "10.0.0.2", status=DEAD, sample={"hostname": "node2"})
+    monitor._nodes = {node.node_id: node for node in (old, new, gone)}
 
-    asyncio.run(monitor._probe(new_id))
-
-    assert set(monitor._nodes) == {new_id, other.node_id}  # node2 is still dead, and shown
-    assert monitor._nodes[new_id].status == "cordoned" != HEALTHY
-    assert monitor._resolve("node3") == new_id
-    assert old.node_id in monitor._superseded
+    assert monitor._resolve("node3") == new.node_id
+    assert monitor._resolve("node2") == gone.node_id  # dead, but the only one of its name

@@ -135,10 +135,17 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch, tmp_pat
     code, out = _mcpctl(capsys, address, "agents", "list", "-o", "json")
     assert code == 0 and [row["name"] for row in json.loads(out)] == ["ops"]
 
-    code, out = _mcpctl(capsys, address, "status", "-o", "json")
-    assert code == 0, out
-    report = json.loads(out)
-    assert report["nodes"][0]["status"] == "healthy"
+    # A node of a machine this busy can fail a probe (3 s) and be "recovering" for a few
+    # rounds: healthy again within half a minute is what is asked of it.
+    deadline = time.monotonic() + 30
+    while True:
+        code, out = _mcpctl(capsys, address, "status", "-o", "json")
+        assert code == 0, out
+        report = json.loads(out)
+        node = report["nodes"][0]
+        if node["status"] == "healthy" or time.monotonic() > deadline:
+            break
+    assert node["status"] == "healthy", node["reasons"]
     assert "gpu_error" not in report["nodes"][0]["sample"]
     agents = sorted(agent for node in report["nodes"] for agent in node["agents"])
     assert agents == [f"ops/{a}" for a in ("decider.0", "decider.1", "detector.0", "detector.1",

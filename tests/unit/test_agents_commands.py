@@ -335,3 +335,17 @@ def test_status_lists_nodes_by_name(monkeypatch, capsys):
 
     rows = capsys.readouterr().out.splitlines()[1:4]
     assert [row.split()[0] for row in rows] == ["node1", "node2", "node3"]
+
+
+def test_a_node_that_came_back_is_shown_once(monkeypatch, capsys):
+    def node(node_id: str, status: str) -> dict[str, Any]:
+        return {"node_id": node_id, "address": "10.0.0.3", "status": status, "reasons": [],
+                "agents": [], "sample": {"hostname": "node3"}}  # fmt: skip
+
+    report = {"nodes": [node("a" * 56, "dead"), node("b" * 56, "healthy")], "deployments": []}
+    monkeypatch.setattr(agents, "_one_shot_job", lambda args, *options: report)
+
+    agents.cmd_status(argparse.Namespace(output="json", name=None))
+
+    shown = json.loads(capsys.readouterr().out)["nodes"]
+    assert [(n["node_id"][0], n["status"]) for n in shown] == [("b", "healthy")]
