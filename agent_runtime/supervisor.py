@@ -30,6 +30,7 @@ from agent_runtime.constants import (
 from agent_runtime.ingress.gateway import Gateway
 from agent_runtime.replica import Replica
 from agent_runtime.scaling import Scaler
+from agent_runtime.sources.pool import SourcePool
 from agent_runtime.spec import AgentSpec, DeploymentSpec
 
 
@@ -81,6 +82,7 @@ class Supervisor:
         }
         self._load: dict[str, float] = {}
         self._gateways: list[GatewaySlot] = []
+        self._sources = SourcePool(spec)
         self._bad_nodes: set[str] = set()
         self._degraded = False
         self._report: dict[str, dict[str, Any]] = {}
@@ -120,6 +122,7 @@ class Supervisor:
         await self._wait_ready(self._all_slots())
         if self._spec.ingress is not None:
             await self._start_gateways()
+        await self._sources.start(self._replica_table())
         self._watch = asyncio.ensure_future(self._watch_loop())
         if self._scalers:
             self._scaling = asyncio.ensure_future(self._scale_loop())
@@ -300,6 +303,8 @@ class Supervisor:
             if slot.node_id in self._bad_nodes:
                 await self._move(slot)
         await self._poke_gateways()
+        for problem in await self._sources.poke(self._replica_table()):
+            self._log(problem)
 
     async def _move(self, slot: ReplicaSlot) -> None:
         node = self._report.get(slot.node_id, {})
@@ -458,6 +463,7 @@ class Supervisor:
             ],
             "agents": self._agent_report(await self._loads()),
             "gateways": [gateway.address for gateway in self._gateways],
+            "sources": self._sources.report(),
             "nodes": self._report,
             "events": self._events[-20:],
         }
@@ -480,6 +486,7 @@ class Supervisor:
             if task is not None:
                 task.cancel()
         # Clients first: nothing new arrives while the replicas take their last checkpoints.
+        await self._sources.stop()
         await asyncio.gather(
             *(gateway.handle.close.remote() for gateway in self._gateways),
             return_exceptions=True,
