@@ -66,18 +66,6 @@ def message_id(topic: str, partition: int, offset: int) -> str:
     return f"{topic}/{partition}/{offset}"
 
 
-class _Replies:
-    """One submission's ReplySink: the lane answers by position, the consumer by entry."""
-
-    __slots__ = ("_consumer", "_seqs")
-
-    def __init__(self, consumer: SourceConsumer, seqs: list[int]) -> None:
-        self._consumer, self._seqs = consumer, seqs
-
-    def resolve(self, index: int, reply: dict[str, Any]) -> None:
-        self._consumer.resolve(self._seqs[index], reply)
-
-
 @dataclass(slots=True)
 class _Entry:
     record: Any  # confluent_kafka.Message
@@ -202,15 +190,16 @@ class SourceConsumer:
         self._consumer.close()
 
     def _dispatch(self) -> None:
-        """Send what is held to the lanes while they have room, in order."""
-        submitted: list[tuple[Message, ReplicaLane, int]] = []
+        """Put what is held into the lanes while they have room, in order, then start the
+        calls (one pump per lane, so what went in together can share a call)."""
+        touched: dict[str, ReplicaLane] = {}
         while self._retry:
-            entry = self._entries[self._retry[0]]
-            assert entry.message is not None
-            lanes = self._route.assign([self._hash_key(entry.message)])
-            if lanes is None:
+            message = self._entries[self._retry[0]].message
+            assert message is not None
+            lane = self._lane_for(message)
+            if lane is None:
                 break
-            submitted.append((entry.message, lanes[0], self._retry.popleft()))
+            self._put(self._retry.popleft(), lane, touched)
         while self._held and not self._retry:
             record = self._held[0]
             if record.error() is not None:
@@ -227,24 +216,31 @@ class SourceConsumer:
                 self._held.popleft()
                 self._dead_letter(self._start(record), error.reason)
                 continue
-            lanes = self._route.assign([self._hash_key(message)])
-            if lanes is None:
+            lane = self._lane_for(message)
+            if lane is None:
                 break
             self._held.popleft()
-            seq = self._start(record)
-            self._entries[seq].message = message
-            submitted.append((message, lanes[0], seq))
-        if submitted:
-            for _, lane, seq in submitted:
-                self._entries[seq].lane = lane
-            messages, lanes, seqs = zip(*submitted, strict=True)
-            ids = [message.id for message in messages]
-            self._route.submit(list(messages), ids, list(lanes), _Replies(self, list(seqs)))
+            self._put(self._start(record, message), lane, touched)
+        for lane in touched.values():
+            lane.pump()
 
-    def _start(self, record: Any) -> int:
+    def _lane_for(self, message: Message) -> ReplicaLane | None:
+        """Its replica's lane, or None if that has no room."""
+        lanes = self._route.assign([self._hash_key(message)])
+        return None if lanes is None else lanes[0]
+
+    def _put(self, seq: int, lane: ReplicaLane, touched: dict[str, ReplicaLane]) -> None:
+        entry = self._entries[seq]
+        assert entry.message is not None
+        entry.lane = lane
+        # The consumer is the lanes' ReplySink, and an entry's number its index.
+        lane.put(entry.message, entry.message.id, self, seq)
+        touched[lane.replica_id] = lane
+
+    def _start(self, record: Any, message: Message | None = None) -> int:
         self._seq += 1
         progress = self._offsets.started(record.partition(), record.offset())
-        self._entries[self._seq] = _Entry(record, progress)
+        self._entries[self._seq] = _Entry(record, progress, message)
         self._counts["consumed"] += 1
         return self._seq
 
@@ -264,7 +260,7 @@ class SourceConsumer:
     # -- results -----------------------------------------------------------------------
 
     def resolve(self, seq: int, reply: dict[str, Any]) -> None:
-        """The lane's answer for one entry."""
+        """The lane's answer for one entry (ReplySink)."""
         entry = self._entries.get(seq)
         if entry is None:
             return
@@ -296,7 +292,7 @@ class SourceConsumer:
         entry = self._entries[seq]
         assert entry.message is not None and entry.lane is not None
         try:
-            result = await entry.lane.handle.handle.remote(entry.message)
+            (result,) = await entry.lane.handle.handle_many.remote([entry.message])
         except (ActorDiedError, ActorUnavailableError):
             self._counts["redelivered"] += 1
             self._retry.append(seq)

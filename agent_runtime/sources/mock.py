@@ -74,7 +74,7 @@ class MockKafka:
                         records.append(record)
         finally:
             reader.close()
-        return records
+        return records[:count]
 
     def _reader(self) -> Any:
         return Consumer(

@@ -64,29 +64,128 @@ def _ids(records) -> list[str]:
     return [json.loads(record.value())["id"] for record in records]
 
 
+def _wanted(kafka: MockKafka, topic: str) -> set[str]:
+    highs = kafka.high_watermarks(topic)
+    return {f"{topic}/{p}/{offset}" for p, high in highs.items() for offset in range(high)}
+
+
+def _answered(kafka: MockKafka, topic: str, wanted: set[str], timeout_s: float) -> list[str]:
+    """Every id in `topic` (duplicates kept), once all of `wanted` are there or time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ids = _ids(kafka.read(topic, 10**6, timeout_s=1))
+        if wanted <= set(ids) or time.monotonic() > deadline:
+            return ids
+
+
 def test_every_message_is_answered_across_a_killed_consumer_and_replica(ray_cluster, kafka):
     topic = "at-least-once"
     kafka.create(topic, f"{topic}.out")
-    spec = _spec("src-alo", kafka, topic, {"replicas": 2}, consumers=2)
+    # Slow enough (about 1,000 msg/s) that both kills land mid-stream.
+    spec = _spec(
+        "src-alo",
+        kafka,
+        topic,
+        {"replicas": 2, "config": {"sleep_s": 0.02}},
+        consumers=2,
+        max_batch_size=8,
+        calls_per_replica=2,
+    )
     deployment = run(Deployment.start(spec))
     try:
-        kafka.produce(topic, _values(0, 1000))
-        time.sleep(1.5)
+        kafka.produce(topic, _values(0, 3000))
+        assert len(kafka.read(f"{topic}.out", 300, timeout_s=30)) == 300
+        before = ray.get(deployment.supervisor.status.remote())["sources"][0]
         ray.kill(ray.get_actor("src-alo.source.0.0", namespace=NAMESPACE), no_restart=False)
-        kafka.produce(topic, _values(1000, 1000))
+        time.sleep(0.3)
         replica = ray.get(deployment.supervisor.replicas.remote("doubler"))[0][1]
         ray.kill(replica, no_restart=False)
-        kafka.produce(topic, _values(2000, 1000))
-        records = kafka.read(f"{topic}.out", 3000, timeout_s=60)
-        ids = set(_ids(records))
-        wanted = {
-            f"{topic}/{p}/{o}"
-            for p, high in kafka.high_watermarks(topic).items()
-            for o in range(high)
-        }
-        assert len(wanted) == 3000
-        assert wanted - ids == set()
-        status = run(deployment.status())
-        print(status["sources"])
+        wanted = _wanted(kafka, topic)
+        ids = _answered(kafka, f"{topic}.out", wanted, timeout_s=60)
+        assert wanted - set(ids) == set()
+        assert len(set(ids)) == 3000
+        after = ray.get(deployment.supervisor.status.remote())["sources"][0]
+        assert after["pid"] != before["pid"]  # Ray restarted it; it rejoined the group
+        print(f"at least once: {len(ids) - 3000} duplicates in {len(ids)} results")
+    finally:
+        run(deployment.stop(purge=True))
+
+
+def _wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout_s:g}s: {what}")
+
+
+def test_partitions_pause_while_the_lanes_are_full_and_resume(ray_cluster, kafka):
+    topic = "backpressure"
+    kafka.create(topic, f"{topic}.out")
+    spec = _spec(
+        "src-bp",
+        kafka,
+        topic,
+        {"replicas": 1, "config": {"sleep_s": 0.05}},
+        max_pending_per_replica=8,
+        max_batch_size=4,
+        calls_per_replica=1,
+    )
+    deployment = run(Deployment.start(spec))
+    try:
+        kafka.produce(topic, _values(0, 400))
+        seen: list[dict] = []
+
+        def consumer_state():
+            (state,) = ray.get(deployment.supervisor.status.remote())["sources"]
+            seen.append(state)
+            return state
+
+        _wait_for(lambda: (s := consumer_state())["paused"] and s["lag"] > 0, 20, "paused, lag")
+        assert len(kafka.read(f"{topic}.out", 400, timeout_s=60)) == 400
+        state = _wait_for(
+            lambda: (s := consumer_state())["lag"] == 0 and not s["paused"] and s, 10, "resumed"
+        )
+        assert state["pauses"] >= 1 and state["processed"] == 400
+        # What the consumer held never grew past the lanes' room (plus results being written).
+        assert max(s["in_flight"] for s in seen) <= 8 + 4
+    finally:
+        run(deployment.stop(purge=True))
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_and_the_partition_goes_on(ray_cluster, kafka):
+    topic = "dead-letters"
+    kafka.create(topic, f"{topic}.out", f"{topic}.dead")
+    spec = _spec("src-dl", kafka, topic, {"replicas": 1, "routing_key": "k"})
+    deployment = run(Deployment.start(spec))
+    try:
+        good = [json.dumps({"n": i, "k": f"k{i % 3}"}).encode() for i in range(40)]
+        bad = [b"not json {", json.dumps({"n": 1}).encode(), b'{"n": 2, "k": "a", "boom": 1}']
+        # One key: one partition, the bad messages between good ones.
+        kafka.produce(topic, [*good[:20], *bad, *good[20:]], keys=[b"same"] * 43)
+        dead = kafka.read(f"{topic}.dead", 3, timeout_s=30)
+        reasons = sorted(dict(record.headers())["mcp-error"].decode() for record in dead)
+        assert [r.split(":")[0] for r in reasons] == [
+            "agent raised RuntimeError",
+            "malformed JSON",
+            "this agent routes by 'k'",
+        ], reasons
+        assert {record.value() for record in dead} == set(bad)
+        answers = kafka.read(f"{topic}.out", 40, timeout_s=30)
+        assert sorted(json.loads(r.value())["result"]["n"] for r in answers) == [
+            2 * i for i in range(40)
+        ]
+        state = _wait_for(
+            lambda: (
+                (s := ray.get(deployment.supervisor.status.remote())["sources"][0])["dead_lettered"]
+                == 3
+                and s
+            ),
+            10,
+            "counted",
+        )
+        assert state["processed"] == 40
     finally:
         run(deployment.stop(purge=True))
