@@ -1,5 +1,6 @@
-"""The gateway's and stream sources' packages are pinned alike wherever they are installed: the runtime extra, the
-python_env role (every node) and the sandbox's wheelhouse (where the nodes get them)."""
+"""The gateway's and stream sources' packages are pinned alike wherever they are installed:
+the runtime extra, the python_env role (every node) and the sandbox's wheelhouse (where the
+nodes get them)."""
 
 from __future__ import annotations
 
