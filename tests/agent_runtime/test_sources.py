@@ -15,6 +15,8 @@ import ray
 
 from agent_runtime.client import Deployment
 from agent_runtime.constants import NAMESPACE
+from agent_runtime.examples import risk
+from agent_runtime.examples.traffic import transaction
 from agent_runtime.sources.mock import MockKafka
 from agent_runtime.spec import DeploymentSpec
 
@@ -187,5 +189,28 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_partition_goes_on(ray_
             "counted",
         )
         assert state["processed"] == 40
+    finally:
+        run(deployment.stop(purge=True))
+
+
+def test_the_risk_pipeline_runs_from_a_topic(ray_cluster, kafka):
+    kafka.create("transactions", "decisions")
+    source = {
+        "bootstrap_servers": kafka.bootstrap,
+        "topic": "transactions",
+        "group": "risk-t",
+        "output_topic": "decisions",
+    }
+    deployment = run(Deployment.start(risk.spec(1, name="src-risk", source=source)))
+    try:
+        txs = [transaction(i) for i in range(300)]
+        keys = [str(tx["account"]).encode() for tx in txs]
+        kafka.produce("transactions", [json.dumps(tx).encode() for tx in txs], keys)
+        decisions = kafka.read("decisions", 300, timeout_s=60)
+        results = [json.loads(record.value())["result"] for record in decisions]
+        assert sorted(result["tx"] for result in results) == sorted(tx["tx"] for tx in txs)
+        # Every scorer voted in time: decided, not sent to review.
+        assert {result["verdict"] for result in results} <= {"approve", "decline"}
+        assert all(result["votes"] == 3 for result in results)
     finally:
         run(deployment.stop(purge=True))
