@@ -95,6 +95,7 @@ class SourceConsumer:
         self._consumer: Any = None
         self._producer: Any = None
         self._lag: dict[int, int] = {}
+        self._measuring: asyncio.Future[None] | None = None
         self._counts = dict.fromkeys(
             ("consumed", "processed", "dead_lettered", "pauses", "redelivered"), 0
         )
@@ -144,10 +145,12 @@ class SourceConsumer:
 
     async def _run(self) -> None:
         source = self._source
-        self._producer = Producer(kafka.producer_config(source, f"{self._name}.out"))
-        self._consumer = Consumer(
-            {**kafka.consumer_config(source, self._name), "on_commit": self._on_commit}
-        )
+        # A secret file that cannot be read fails here, before any client exists; `consume`
+        # starts the loop again on the next health round.
+        producer_config = kafka.producer_config(source, f"{self._name}.out")
+        consumer_config = kafka.consumer_config(source, self._name)
+        self._producer = Producer(producer_config)
+        self._consumer = Consumer({**consumer_config, "on_commit": self._on_commit})
         self._consumer.subscribe(
             [source.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -163,8 +166,9 @@ class SourceConsumer:
                 if now - last_commit >= source.commit_every_s:
                     self._commit()
                     last_commit = now
-                if now - last_lag >= LAG_EVERY_S:
-                    await self._measure_lag()
+                if now - last_lag >= LAG_EVERY_S and self._measuring is None:
+                    # Beside the loop: a slow broker must not hold up the messages.
+                    self._measuring = asyncio.ensure_future(self._measure_lag())
                     last_lag = now
                 if not self._held and not self._retry:
                     await asyncio.sleep(idle)
@@ -185,6 +189,8 @@ class SourceConsumer:
     def _shutdown(self) -> None:
         # Results already in hand are written and committed; the rest is redelivered to
         # whoever takes the partitions.
+        if self._measuring is not None:
+            self._measuring.cancel()
         self._producer.flush(5)
         self._commit()
         self._consumer.close()
@@ -427,6 +433,8 @@ class SourceConsumer:
         except Exception as error:  # a slow broker: keep the last figures
             print(f"{self._name}: lag not measured ({error})", flush=True)
             return
+        finally:
+            self._measuring = None
         for p, high in highs.items():
             if not self._offsets.owned(p):
                 continue
