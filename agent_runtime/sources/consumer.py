@@ -96,6 +96,7 @@ class SourceConsumer:
         self._producer: Any = None
         self._lag: dict[int, int] = {}
         self._measuring: asyncio.Future[None] | None = None
+        self._error: str | None = None  # why the loop last ended, if it did
         self._counts = dict.fromkeys(
             ("consumed", "processed", "dead_lettered", "pauses", "redelivered"), 0
         )
@@ -110,8 +111,10 @@ class SourceConsumer:
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
         elif self._task.done() and not self._closing:
-            error = self._task.exception()
-            print(f"{self._name}: consumer loop ended ({error!r}); starting again", flush=True)
+            error = None if self._task.cancelled() else self._task.exception()
+            # Shown in status(): e.g. an unreadable secret file (its path, never a secret).
+            self._error = describe_failure(error) if error else "consumer loop ended"
+            print(f"{self._name}: {self._error}; starting again", flush=True)
             self._task = asyncio.ensure_future(self._run())
         return self.info()
 
@@ -128,6 +131,7 @@ class SourceConsumer:
             "partition_lag": {str(p): lag for p, lag in sorted(self._lag.items())},
             "paused": self._paused,
             "in_flight": len(self._entries),
+            "error": self._error,
             **self._counts,
         }
 

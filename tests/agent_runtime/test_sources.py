@@ -214,3 +214,19 @@ def test_the_risk_pipeline_runs_from_a_topic(ray_cluster, kafka):
         assert all(result["votes"] == 3 for result in results)
     finally:
         run(deployment.stop(purge=True))
+
+
+def test_a_secret_file_that_cannot_be_read_shows_in_status(ray_cluster, kafka, tmp_path):
+    missing = tmp_path / "kafka.password"
+    sasl = {"username": "risk", "password_file": str(missing)}
+    spec = _spec("src-secret", kafka, "secret", {"replicas": 1}, sasl=sasl)
+    deployment = run(Deployment.start(spec))
+    try:
+        state = _wait_for(
+            lambda: (ray.get(deployment.supervisor.status.remote())["sources"][0]).get("error"),
+            10,
+            "the error reported",
+        )
+        assert state == f"ValueError: cannot read secret file {missing}: No such file or directory"
+    finally:
+        run(deployment.stop(purge=True))
