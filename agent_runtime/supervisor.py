@@ -343,14 +343,14 @@ class Supervisor:
                     await self._scale_down(name, target)
 
     async def _loads(self) -> dict[str, float]:
-        """Per agent: messages queued at the gateways plus those the replicas are handling
-        (from gateways and from drivers' AgentGroups alike)."""
+        """Per agent: messages queued at the gateways and consumers plus those the replicas
+        are handling (from them and from drivers' AgentGroups alike)."""
         slots = self._all_slots()
         gateway_loads, infos = await asyncio.gather(
             asyncio.gather(
                 *(
-                    asyncio.wait_for(gateway.handle.load.remote(), INFO_TIMEOUT_S)
-                    for gateway in self._gateways
+                    asyncio.wait_for(handle.load.remote(), INFO_TIMEOUT_S)
+                    for handle in self._feeders()
                 ),
                 return_exceptions=True,
             ),
@@ -368,6 +368,10 @@ class Supervisor:
             if not isinstance(info, BaseException):
                 load[slot.agent.name] += info["in_flight"]
         return load
+
+    def _feeders(self) -> list[Any]:
+        """The actors that queue messages for replicas: gateways and stream consumers."""
+        return [gateway.handle for gateway in self._gateways] + self._sources.handles()
 
     async def _scale_up(self, name: str, target: int) -> None:
         slots, spare = self._slots[name], self._spare[name]
@@ -414,12 +418,13 @@ class Supervisor:
                   f"(load {self._load[name]:g}){unfinished}")  # fmt: skip
 
     async def _drain(self, leaving: list[ReplicaSlot]) -> bool:
-        """Until nothing is queued for these replicas at any gateway or in their hands."""
+        """Until nothing is queued for these replicas at any gateway or consumer or in their
+        hands."""
         ids = [slot.replica_id for slot in leaving]
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while time.monotonic() < deadline:
             held = await asyncio.gather(
-                *(gateway.handle.pending.remote(ids) for gateway in self._gateways),
+                *(handle.pending.remote(ids) for handle in self._feeders()),
                 *(slot.handle.info.remote() for slot in leaving),
                 return_exceptions=True,
             )

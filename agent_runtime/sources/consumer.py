@@ -93,6 +93,7 @@ class SourceConsumer:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._consumer: Any = None
+        self._meter: Any = None
         self._producer: Any = None
         self._lag: dict[int, int] = {}
         self._measuring: asyncio.Future[None] | None = None
@@ -135,6 +136,15 @@ class SourceConsumer:
             **self._counts,
         }
 
+    def load(self) -> dict[str, dict[str, int]]:
+        """Messages queued and in actor calls for the agent (what scaling reads), as a
+        gateway's."""
+        return {self._agent.name: self._route.load()}
+
+    def pending(self, replica_ids: list[str]) -> int:
+        """Messages this consumer holds for these replicas (a scale-down waits for 0)."""
+        return self._route.pending(replica_ids)
+
     async def close(self) -> None:
         """Stop taking messages, commit what finished, leave the group."""
         self._closing = True
@@ -155,6 +165,8 @@ class SourceConsumer:
         consumer_config = kafka.consumer_config(source, self._name)
         self._producer = Producer(producer_config)
         self._consumer = Consumer({**consumer_config, "on_commit": self._on_commit})
+        # Never subscribes: it only asks for watermarks and the group's committed offsets.
+        self._meter = Consumer({**consumer_config, "client.id": f"{self._name}.lag"})
         self._consumer.subscribe(
             [source.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -198,6 +210,7 @@ class SourceConsumer:
         self._producer.flush(5)
         self._commit()
         self._consumer.close()
+        self._meter.close()
 
     def _dispatch(self) -> None:
         """Put what is held into the lanes while they have room, in order, then start the
@@ -412,11 +425,12 @@ class SourceConsumer:
         positions = {p: self._offsets.position(p) for p in partitions}
         committed: dict[int, int] = {}
         unknown = [p for p, point in positions.items() if point is None]
-        consumer = self._consumer
+        consumer = self._meter
 
         def query() -> dict[int, int]:
             # Fresh watermarks (a paused partition fetches nothing, so cached ones go stale):
-            # a request per partition, off the loop.
+            # a request per partition, off the loop, on a client of its own: a blocking call
+            # on the group's consumer from another thread stalls its polls (by seconds).
             if unknown:
                 for tp in consumer.committed(
                     [TopicPartition(topic, p) for p in unknown], timeout=WATERMARK_TIMEOUT_S

@@ -88,7 +88,7 @@ class SourcePool:
         return [{"id": slot.name, "reachable": slot.reachable, **slot.info} for slot in self._slots]
 
     def handles(self) -> list[Any]:
-        return [slot.handle for slot in self._slots]
+        return [slot.handle for slot in self._slots if slot.handle is not None]
 
     async def stop(self) -> None:
         if not self._slots or self._slots[0].handle is None:

@@ -88,17 +88,20 @@ def test_every_message_is_answered_across_a_killed_consumer_and_replica(ray_clus
         "src-alo",
         kafka,
         topic,
-        {"replicas": 2, "config": {"sleep_s": 0.02}},
+        {"replicas": 2, "config": {"sleep_s": 0.05}},
         consumers=2,
         max_batch_size=8,
         calls_per_replica=2,
     )
     deployment = run(Deployment.start(spec))
     try:
-        kafka.produce(topic, _values(0, 3000))
+        kafka.produce(topic, _values(0, 3000), keys=[str(i).encode() for i in range(3000)])
         assert len(kafka.read(f"{topic}.out", 300, timeout_s=30)) == 300
-        before = ray.get(deployment.supervisor.status.remote())["sources"][0]
-        ray.kill(ray.get_actor("src-alo.source.0.0", namespace=NAMESPACE), no_restart=False)
+        # The consumer with the most in hand.
+        consumers = ray.get(deployment.supervisor.status.remote())["sources"]
+        before = max(consumers, key=lambda consumer: consumer["in_flight"])
+        victim = ray.get_actor(f"src-alo.{before['id']}", namespace=NAMESPACE)
+        ray.kill(victim, no_restart=False)
         time.sleep(0.3)
         replica = ray.get(deployment.supervisor.replicas.remote("doubler"))[0][1]
         ray.kill(replica, no_restart=False)
@@ -106,8 +109,13 @@ def test_every_message_is_answered_across_a_killed_consumer_and_replica(ray_clus
         ids = _answered(kafka, f"{topic}.out", wanted, timeout_s=60)
         assert wanted - set(ids) == set()
         assert len(set(ids)) == 3000
-        after = ray.get(deployment.supervisor.status.remote())["sources"][0]
+        (after,) = [
+            consumer
+            for consumer in ray.get(deployment.supervisor.status.remote())["sources"]
+            if consumer["id"] == before["id"]
+        ]
         assert after["pid"] != before["pid"]  # Ray restarted it; it rejoined the group
+        assert before["in_flight"] > 0  # it was killed with work in hand
         print(f"at least once: {len(ids) - 3000} duplicates in {len(ids)} results")
     finally:
         run(deployment.stop(purge=True))
@@ -228,5 +236,31 @@ def test_a_secret_file_that_cannot_be_read_shows_in_status(ray_cluster, kafka, t
             "the error reported",
         )
         assert state == f"ValueError: cannot read secret file {missing}: No such file or directory"
+    finally:
+        run(deployment.stop(purge=True))
+
+
+def test_a_backlog_scales_an_autoscaled_agent_up(ray_cluster, kafka):
+    topic = "autoscaled"
+    kafka.create(topic, f"{topic}.out")
+    scaling = {"min_replicas": 1, "max_replicas": 3, "target_in_flight": 4, "upscale_after_s": 0.2}
+    agent = {"replicas": 1, "autoscaling": scaling, "config": {"sleep_s": 0.05}}
+    # Small lanes: the backlog waits in the topic (paused), not in the first replica's lane,
+    # so the replicas added take their share of it.
+    spec = _spec(
+        "src-scale", kafka, topic, agent, max_batch_size=4, calls_per_replica=1,
+        max_pending_per_replica=16,
+    )  # fmt: skip
+    deployment = run(Deployment.start(spec))
+    try:
+        kafka.produce(topic, _values(0, 800))
+        # What the consumer queues for the agent is its load, as a gateway's is.
+        _wait_for(
+            lambda: ray.get(deployment.supervisor.status.remote())["agents"][0]["replicas"] > 1,
+            20,
+            "more replicas for the backlog",
+        )
+        wanted = _wanted(kafka, topic)
+        assert wanted - set(_answered(kafka, f"{topic}.out", wanted, timeout_s=60)) == set()
     finally:
         run(deployment.stop(purge=True))
