@@ -162,6 +162,11 @@ class SourceConsumer:
         # A secret file that cannot be read fails here, before any client exists; `consume`
         # starts the loop again on the next health round.
         producer_config = kafka.producer_config(source, f"{self._name}.out")
+        # A new group member: what an earlier run held is read again from the last commit
+        # (answers still due to it find no entry and are dropped).
+        self._offsets, self._entries = Offsets(), {}
+        self._held.clear()
+        self._retry.clear()
         consumer_config = kafka.consumer_config(source, self._name)
         self._producer = Producer(producer_config)
         self._consumer = Consumer({**consumer_config, "on_commit": self._on_commit})
