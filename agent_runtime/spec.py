@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agent_runtime.sources.spec import SourceSpec
 from specfile.errors import SpecError, SpecFault, SpecProblem
 from specfile.messages import problems_from_validation_error
 from specfile.yamlmap import parse_yaml
@@ -189,6 +190,9 @@ class DeploymentSpec(_Strict):
     agents: list[AgentSpec] = Field(min_length=1)
     health: HealthSpec = Field(default_factory=HealthSpec)
     ingress: IngressSpec | None = Field(default=None, description="omit: no gateways")
+    sources: list[SourceSpec] = Field(
+        default_factory=list, description="Kafka topics feeding agents"
+    )
 
     @field_validator("agents")
     @classmethod
@@ -201,6 +205,18 @@ class DeploymentSpec(_Strict):
                 "give each agent its own name",
             )
         return agents
+
+    @model_validator(mode="after")
+    def _sources_feed_agents(self) -> DeploymentSpec:
+        known = [agent.name for agent in self.agents]
+        for i, source in enumerate(self.sources):
+            if source.agent not in known:
+                raise SpecFault(
+                    f"no agent {source.agent!r} in this deployment",
+                    f"name one of its agents: {', '.join(known)}",
+                    path=("sources", i, "agent"),
+                )
+        return self
 
     def agent(self, name: str) -> AgentSpec:
         for agent in self.agents:

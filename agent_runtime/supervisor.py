@@ -31,6 +31,7 @@ from agent_runtime.constants import (
 from agent_runtime.ingress.gateway import Gateway
 from agent_runtime.replica import Replica
 from agent_runtime.scaling import Scaler
+from agent_runtime.sources.pool import SourcePool
 from agent_runtime.spec import AgentSpec, DeploymentSpec
 
 
@@ -82,6 +83,7 @@ class Supervisor:
         }
         self._load: dict[str, float] = {}
         self._gateways: list[GatewaySlot] = []
+        self._sources = SourcePool(spec)
         self._bad_nodes: set[str] = set()
         self._degraded = False
         self._report: dict[str, dict[str, Any]] = {}
@@ -121,6 +123,7 @@ class Supervisor:
         await self._wait_ready(self._all_slots())
         if self._spec.ingress is not None:
             await self._start_gateways()
+        await self._sources.start(self._replica_table())
         self._watch = asyncio.ensure_future(self._watch_loop())
         if self._scalers:
             self._scaling = asyncio.ensure_future(self._scale_loop())
@@ -301,6 +304,8 @@ class Supervisor:
             if slot.node_id in self._bad_nodes:
                 await self._move(slot)
         await self._poke_gateways()
+        for problem in await self._sources.poke(self._replica_table()):
+            self._log(problem)
 
     async def _move(self, slot: ReplicaSlot) -> None:
         node = self._report.get(slot.node_id, {})
@@ -339,15 +344,15 @@ class Supervisor:
                     await self._scale_down(name, target)
 
     async def _loads(self, agents: Iterable[str]) -> dict[str, float]:
-        """Per agent: messages queued at the gateways plus those the replicas are handling
-        (from gateways and from drivers' AgentGroups alike)."""
+        """Per agent: messages queued at the gateways and consumers plus those the replicas
+        are handling (from them and from drivers' AgentGroups alike)."""
         load = dict.fromkeys(agents, 0.0)
         slots = [slot for name in load for slot in self._slots[name]]
         gateway_loads, infos = await asyncio.gather(
             asyncio.gather(
                 *(
-                    asyncio.wait_for(gateway.handle.load.remote(), INFO_TIMEOUT_S)
-                    for gateway in self._gateways
+                    asyncio.wait_for(handle.load.remote(), INFO_TIMEOUT_S)
+                    for handle in self._feeders()
                 ),
                 return_exceptions=True,
             ),
@@ -365,6 +370,10 @@ class Supervisor:
             if not isinstance(info, BaseException):
                 load[slot.agent.name] += info["in_flight"]
         return load
+
+    def _feeders(self) -> list[Any]:
+        """The actors that queue messages for replicas: gateways and stream consumers."""
+        return [gateway.handle for gateway in self._gateways] + self._sources.handles()
 
     async def _scale_up(self, name: str, target: int) -> None:
         slots, spare = self._slots[name], self._spare[name]
@@ -411,12 +420,13 @@ class Supervisor:
                   f"(load {self._load[name]:g}){unfinished}")  # fmt: skip
 
     async def _drain(self, leaving: list[ReplicaSlot]) -> bool:
-        """Until nothing is queued for these replicas at any gateway or in their hands."""
+        """Until nothing is queued for these replicas at any gateway or consumer or in their
+        hands."""
         ids = [slot.replica_id for slot in leaving]
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while time.monotonic() < deadline:
             held = await asyncio.gather(
-                *(gateway.handle.pending.remote(ids) for gateway in self._gateways),
+                *(handle.pending.remote(ids) for handle in self._feeders()),
                 *(slot.handle.info.remote() for slot in leaving),
                 return_exceptions=True,
             )
@@ -460,6 +470,7 @@ class Supervisor:
             ],
             "agents": self._agent_report(await self._loads(self._slots)),
             "gateways": [gateway.address for gateway in self._gateways],
+            "sources": self._sources.report(),
             "nodes": self._report,
             "events": self._events[-20:],
         }
@@ -482,6 +493,7 @@ class Supervisor:
             if task is not None:
                 task.cancel()
         # Clients first: nothing new arrives while the replicas take their last checkpoints.
+        await self._sources.stop()
         await asyncio.gather(
             *(gateway.handle.close.remote() for gateway in self._gateways),
             return_exceptions=True,

@@ -1,5 +1,9 @@
 """Risk pipeline: transaction stream -> N parallel risk scorers -> quorum vote -> decision.
 
+Fed by this driver (`python -m agent_runtime.examples.risk`), or from a Kafka topic: the
+`flow` agent runs the same pipeline for each message a source gives it
+(agent_runtime/examples/risk_stream.yaml: `transactions` in, `decisions` out).
+
 Three independent scorers look at every transaction (a rule set, a small MLP trained at
 start-up on synthetic labelled data, and a per-account velocity check routed by account).
 The decision agent needs `quorum` votes to decide alone: a majority of "fraud" votes
@@ -13,7 +17,7 @@ from typing import Any
 
 import torch
 
-from agent_runtime.agent import Agent
+from agent_runtime.agent import Agent, Message
 from agent_runtime.client import Deployment
 from agent_runtime.examples import common
 from agent_runtime.examples.traffic import transaction
@@ -108,14 +112,22 @@ def _agent(name: str, cls: str, replicas: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-def spec(replicas: int = 2, name: str = "risk") -> DeploymentSpec:
+def spec(
+    replicas: int = 2, name: str = "risk", source: dict[str, Any] | None = None
+) -> DeploymentSpec:
+    """The pipeline's agents; with `source` (a `sources:` entry less its agent), also the
+    `flow` agent that the topic feeds."""
     agents = [
         _agent("rules", "RuleScorer", replicas),
         _agent("model", "ModelScorer", replicas),
         _agent("velocity", "VelocityScorer", replicas, routing_key="account"),
         _agent("decision", "QuorumDecision", 1, config={"quorum": 2}),
     ]
-    return DeploymentSpec.model_validate({"name": name, "agents": agents})
+    document: dict[str, Any] = {"name": name, "agents": agents}
+    if source is not None:
+        agents.append(_agent("flow", "RiskFlow", replicas, max_concurrency=1024))
+        document["sources"] = [{"agent": "flow", **source}]
+    return DeploymentSpec.model_validate(document)
 
 
 class RiskPipeline:
@@ -134,6 +146,48 @@ class RiskPipeline:
         votes = [call.result() for call in done if call.exception() is None]
         decision = await self.decision.call({"tx": tx["tx"], "votes": votes})
         return {**decision, "fraud": tx["fraud"]}
+
+
+class RiskFlow(Agent):
+    """The pipeline as one agent, for a topic to feed: each message a transaction, each
+    result its decision. A batch (what the source's lane coalesced into one call) goes to
+    each scorer and to the decision agent as one `call_many` per replica, with ids derived
+    from the messages', so a redelivered transaction is answered from the replicas' memory
+    (the velocity scorer's per-account state is not counted twice). Its deployment's
+    agents are found through the supervisor on the first message, not in setup: the
+    supervisor answers for replicas only once all of them are set up."""
+
+    _deployment: asyncio.Task[Deployment] | None = None
+
+    async def handle(self, message: Message) -> dict[str, Any]:
+        return (await self.handle_batch([message]))[0]
+
+    async def handle_batch(self, messages: list[Message]) -> list[dict[str, Any]]:
+        if self._deployment is None:  # concurrent first batches share one connection
+            self._deployment = asyncio.ensure_future(Deployment.connect(self.context.deployment))
+        deployment = await self._deployment
+        txs = [message.payload for message in messages]
+        timeout_s = self.config.get("vote_timeout_s", 1.0)
+
+        async def votes_of(name: str) -> list[Any]:
+            ids = [f"{message.id}:{name}" for message in messages]
+            return await deployment.group(name).call_many(txs, message_ids=ids)
+
+        calls = [asyncio.ensure_future(votes_of(name)) for name in SCORERS]
+        # As in RiskPipeline: a scorer late for the deadline casts no votes for this batch.
+        done, late = await asyncio.wait(calls, timeout=timeout_s)
+        for call in late:
+            call.cancel()
+        answered = [call.result() for call in calls if call in done and call.exception() is None]
+        ballots = [
+            {"tx": tx["tx"], "votes": [votes[i] for votes in answered]} for i, tx in enumerate(txs)
+        ]
+        ids = [f"{message.id}:decision" for message in messages]
+        decisions = await deployment.group("decision").call_many(ballots, message_ids=ids)
+        return [
+            {**decision, "fraud": tx.get("fraud")}
+            for decision, tx in zip(decisions, txs, strict=True)
+        ]
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -451,6 +451,15 @@ REPLICA_COLUMNS = (
     Column("PROCESSED", numeric=True),
     Column("DUPLICATES", numeric=True),
 )
+SOURCE_COLUMNS = (
+    Column("SOURCE"),
+    Column("NODE"),
+    Column("PARTITIONS"),
+    Column("LAG", numeric=True),
+    Column("PROCESSED", numeric=True),
+    Column("DEAD", numeric=True),
+    Column("PAUSED"),
+)
 
 
 def _node_row(node: dict[str, Any]) -> list[CellValue]:
@@ -511,6 +520,8 @@ def _print_status(data: dict[str, Any]) -> None:
             print_table(AGENT_COLUMNS, [_agent_row(agent) for agent in deployment["agents"]])
         rows = [_replica_row(replica, labels) for replica in deployment.get("replicas", [])]
         print_table(REPLICA_COLUMNS, rows)
+        if deployment.get("sources"):
+            print_table(SOURCE_COLUMNS, [_source_row(s, labels) for s in deployment["sources"]])
         for event in deployment.get("events", [])[-5:]:
             print(f"! {event}")
 
@@ -525,6 +536,21 @@ def _agent_row(agent: dict[str, Any]) -> list[CellValue]:
         else "-"
     )
     return [agent["agent"], str(agent["replicas"]), f"{agent['load']:g}", policy]
+
+
+def _source_row(consumer: dict[str, Any], labels: Mapping[str, str]) -> list[CellValue]:
+    """One consumer: topic -> agent, its partitions, and their lag (messages after the
+    commit point); DEAD: dead-lettered."""
+    if "source" not in consumer:  # not answered yet
+        return [consumer["id"], "-", "-", "-", "-", "-", "-"]
+    node_id = consumer["node_id"]
+    node = labels.get(node_id, node_id[:SHORT_ID])
+    where = Cell(node, "") if consumer["reachable"] else Cell(f"{node} (?)", "yellow")
+    name = f"{consumer['source']}.{consumer['consumer']} -> {consumer['agent']}"
+    partitions = ",".join(map(str, consumer["partitions"])) or "-"
+    paused = Cell("paused", "yellow") if consumer["paused"] else "-"
+    counts = [str(consumer[k]) for k in ("lag", "processed", "dead_lettered")]
+    return [name, where, partitions, *counts, paused]
 
 
 def _replica_row(replica: dict[str, Any], labels: Mapping[str, str]) -> list[CellValue]:

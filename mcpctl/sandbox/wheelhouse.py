@@ -23,6 +23,8 @@ REQUIREMENTS = (
     "httptools==0.9.0",
     "msgspec==0.23.0",
     "uvloop==0.23.0",
+    # The stream sources' Kafka client (the same list in roles/python_env).
+    "confluent-kafka==2.16.1",
     "pip",
     "setuptools",
     "wheel",

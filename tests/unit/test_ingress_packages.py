@@ -1,5 +1,6 @@
-"""The gateway's packages are pinned alike wherever they are installed: the runtime extra, the
-python_env role (every node) and the sandbox's wheelhouse (where the nodes get them)."""
+"""The gateway's and stream sources' packages are pinned alike wherever they are installed:
+the runtime extra, the python_env role (every node) and the sandbox's wheelhouse (where the
+nodes get them)."""
 
 from __future__ import annotations
 
@@ -19,5 +20,5 @@ def test_the_nodes_get_the_gateways_packages_at_the_runtime_extras_versions():
     role = defaults("python_env")["python_env_ingress_packages"]
 
     assert role == {name: runtime[name] for name in role}
-    assert set(role) == {"httptools", "msgspec", "uvloop"}
+    assert set(role) == {"httptools", "msgspec", "uvloop", "confluent-kafka"}
     assert all(_pins(REQUIREMENTS)[name] == version for name, version in role.items())
