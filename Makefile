@@ -33,10 +33,11 @@ sandbox-down: venv
 	$(BIN)/mcpctl sandbox down
 
 # The two sandbox suites run side by side (each has sandboxes of its own; the node image and
-# the wheelhouse they share are built first), which takes about a third off CI's time.
+# the wheelhouse they share are built first), which takes about a third off CI's time; their
+# output interleaves.
 test: system-deps venv lint unit agents
 	$(MAKE) --no-print-directory sandbox-caches
-	$(MAKE) --no-print-directory -j2 --output-sync=line integration molecule
+	$(MAKE) --no-print-directory -j2 integration molecule
 
 sandbox-caches: export MCP_SANDBOX_NAME = mcp-molecule
 sandbox-caches: export MCP_SANDBOX_SUBNET = 10.75.0.0/24
