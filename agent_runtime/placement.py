@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agent_runtime.constants import NAMESPACE
 from agent_runtime.spec import AgentSpec
 
 # Every head node carries this resource (Ray Serve pins its controller the same way). The
@@ -12,6 +13,28 @@ from agent_runtime.spec import AgentSpec
 # anyway, and a worker's death can never take a supervisor and all its replicas with it.
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 NODE_ID_LABEL = "ray.io/node-id"
+
+
+# Ray starts workers at nice 15 so they yield to its GCS and raylet, and so to every other
+# process on the node: on a busy node an actor then waits tens of ms for a CPU while holding
+# messages. Replicas, gateways and consumers are latency-bound services, so they get the
+# default priority, as Ray's job manager gives job drivers.
+LATENCY_BOUND = {"env_vars": {"RAY_worker_niceness": "0"}}
+
+
+def service_actor(name: str, scheduling_strategy: Any, max_concurrency: int) -> dict[str, Any]:
+    """Options of the runtime's own serving actors (gateways, stream consumers): no CPU
+    reserved, restarted by Ray whenever their process dies, calls re-sent to the new one."""
+    return {
+        "name": name,
+        "namespace": NAMESPACE,
+        "num_cpus": 0,
+        "max_restarts": -1,
+        "max_task_retries": -1,
+        "max_concurrency": max_concurrency,
+        "scheduling_strategy": scheduling_strategy,
+        "runtime_env": LATENCY_BOUND,
+    }
 
 
 def on_head() -> dict[str, Any]:

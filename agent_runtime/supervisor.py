@@ -185,21 +185,12 @@ class Supervisor:
         return sorted(found)
 
     def _create_gateway(self, gateway: GatewaySlot) -> None:
-        gateway.handle = (
-            ray.remote(Gateway)
-            .options(
-                name=f"{self._spec.name}.{gateway.name}",
-                namespace=NAMESPACE,
-                num_cpus=0,
-                max_restarts=-1,
-                max_task_retries=-1,
-                max_concurrency=10_000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(gateway.node_id, soft=False),
-                # Latency-bound like replicas (see _create).
-                runtime_env={"env_vars": {"RAY_worker_niceness": "0"}},
-            )
-            .remote(self._spec, gateway.index)
+        options = placement.service_actor(
+            f"{self._spec.name}.{gateway.name}",
+            NodeAffinitySchedulingStrategy(gateway.node_id, soft=False),
+            max_concurrency=10_000,
         )
+        gateway.handle = ray.remote(Gateway).options(**options).remote(self._spec, gateway.index)
 
     def _replica_table(self) -> dict[str, list[tuple[str, Any, float]]]:
         return {
@@ -262,11 +253,7 @@ class Supervisor:
             "max_task_retries": -1,
             "max_concurrency": slot.agent.max_concurrency,
             "scheduling_strategy": "SPREAD",
-            # Ray starts workers at nice 15 so they yield to its GCS and raylet, and so to
-            # every other process on the node: on a busy node a replica then waits tens of ms
-            # for a CPU while holding messages. Replicas are latency-bound services, so they
-            # get the default priority, as Ray gives job drivers (its job manager does this).
-            "runtime_env": {"env_vars": {"RAY_worker_niceness": "0"}},
+            "runtime_env": placement.LATENCY_BOUND,
             **placement.avoiding(self._bad_nodes),
         }
         slot.handle = (

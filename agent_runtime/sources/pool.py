@@ -10,7 +10,8 @@ from typing import Any
 
 import ray
 
-from agent_runtime.constants import INFO_TIMEOUT_S, NAMESPACE
+from agent_runtime import placement
+from agent_runtime.constants import INFO_TIMEOUT_S
 from agent_runtime.ingress.service import ReplicaTable
 from agent_runtime.spec import DeploymentSpec
 
@@ -47,19 +48,12 @@ class SourcePool:
         from agent_runtime.sources.consumer import SourceConsumer
 
         for slot in self._slots:
+            options = placement.service_actor(
+                f"{self._spec.name}.{slot.name}", "SPREAD", max_concurrency=1000
+            )
             slot.handle = (
                 ray.remote(SourceConsumer)
-                .options(
-                    name=f"{self._spec.name}.{slot.name}",
-                    namespace=NAMESPACE,
-                    num_cpus=0,
-                    max_restarts=-1,
-                    max_task_retries=-1,
-                    max_concurrency=1000,
-                    scheduling_strategy="SPREAD",
-                    # Latency-bound like replicas and gateways.
-                    runtime_env={"env_vars": {"RAY_worker_niceness": "0"}},
-                )
+                .options(**options)
                 .remote(self._spec, slot.source, slot.index)
             )
         await self.poke(replicas)
