@@ -300,13 +300,21 @@ class Supervisor:
             f"moving {slot.replica_id} off node {slot.node_id[:12]} "
             f"({node.get('status')}: {'; '.join(node.get('reasons', []))})"
         )
+        await self._last_checkpoint(slot, "; resuming from last")
+        self._end(slot)
+        self._create(slot)
+
+    async def _last_checkpoint(self, slot: ReplicaSlot, then: str = "") -> None:
         try:
             await asyncio.wait_for(slot.handle.checkpoint.remote(), INFO_TIMEOUT_S)
         except Exception as error:
-            self._log(f"{slot.replica_id}: no final checkpoint ({error!r}); resuming from last")
+            self._log(f"{slot.replica_id}: no final checkpoint ({error!r}){then}")
+
+    @staticmethod
+    def _end(slot: ReplicaSlot) -> None:
         ray.kill(slot.handle, no_restart=True)
-        slot.incarnation += 1
-        self._create(slot)
+        slot.handle = None
+        slot.incarnation += 1  # the next actor of this slot needs a name of its own
 
     async def _scale_loop(self) -> None:
         while True:
@@ -374,9 +382,7 @@ class Supervisor:
             await self._wait_ready(added, SCALE_READY_TIMEOUT_S)
         except Exception as error:
             for slot in added:
-                ray.kill(slot.handle, no_restart=True)
-                slot.handle = None
-                slot.incarnation += 1
+                self._end(slot)
             spare[:0] = added
             self._log(f"{name}: could not add replicas ({error})")
             return
@@ -394,13 +400,8 @@ class Supervisor:
         await self._poke_gateways()
         drained = await self._drain(leaving)
         for slot in leaving:
-            try:
-                await asyncio.wait_for(slot.handle.checkpoint.remote(), INFO_TIMEOUT_S)
-            except Exception as error:
-                self._log(f"{slot.replica_id}: no final checkpoint ({error!r})")
-            ray.kill(slot.handle, no_restart=True)
-            slot.handle = None
-            slot.incarnation += 1  # the next actor of this slot needs a name of its own
+            await self._last_checkpoint(slot)
+            self._end(slot)
         self._spare[name] = sorted([*leaving, *self._spare[name]], key=lambda s: s.index)
         unfinished = "" if drained else f" ({DRAIN_TIMEOUT_S:g}s drain ran out)"
         self._log(f"{name}: {target + len(leaving)} -> {target} replicas "
