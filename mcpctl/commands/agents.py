@@ -424,9 +424,14 @@ def cmd_uncordon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hostname(node: dict[str, Any]) -> str | None:
+    """The node's hostname (node1, gpu-07...) once its probe reported."""
+    return (node.get("sample") or {}).get("hostname")
+
+
 def _node_label(node: dict[str, Any]) -> str:
-    """The node's hostname (node1, gpu-07...) once its probe reported, else its Ray id's start."""
-    return (node.get("sample") or {}).get("hostname") or node["node_id"][:SHORT_ID]
+    """The hostname, else the Ray id's start."""
+    return _hostname(node) or node["node_id"][:SHORT_ID]
 
 
 NODE_COLUMNS = (
@@ -480,8 +485,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     data = _one_shot_job(args, "--report")
     data["nodes"] = _once_each(data["nodes"])
     # By hostname; nodes whose probe has not reported yet (named by id) after them.
-    data["nodes"].sort(key=lambda node: (not (node.get("sample") or {}).get("hostname"),
-                                         _node_label(node)))  # fmt: skip
+    data["nodes"].sort(key=lambda node: (not _hostname(node), _node_label(node)))
     if getattr(args, "name", None):
         data["deployments"] = [d for d in data["deployments"] if d["deployment"] == args.name]
         if not data["deployments"]:
