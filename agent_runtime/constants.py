@@ -8,8 +8,12 @@ from __future__ import annotations
 
 NAMESPACE = "mcp-agents"
 MONITOR_NAME = "mcp-health-monitor"
+KEEPER_NAME = "mcp-keeper"
 SUPERVISOR_SUFFIX = "-supervisor"
 
+# A deployment's jobs carry its name under this metadata key (`mcpctl agents list` finds them
+# by it; the keeper resubmits the last one).
+DEPLOYMENT_METADATA_KEY = "mcp-agents"
 # How `mcpctl agents deploy` hands the agents.yaml to the job, and the log lines it reads back.
 SPEC_ENV = "MCP_AGENTS_SPEC"
 # The SHA-256 of the clients' ingress token: the job sees only the digest, never the token.
@@ -20,6 +24,18 @@ REPORT_MARKER = "MCP-REPORT "
 REFUSED_MARKER = "MCP-REFUSED "
 # Followed by JSON: the deployment, its agents and its gateways' addresses (jobs.ingress_line).
 INGRESS_MARKER = "MCP-INGRESS "
+
+# The keeper's admin API (status, cordon, uncordon) on the head's loopback, which mcpctl's SSH
+# tunnel forwards beside the dashboard; next to the dashboard's 8265. MCP_ADMIN_PORT moves it
+# (on the head's Ray unit, and for mcpctl) where that port is taken.
+ADMIN_PORT = 8266
+ADMIN_PORT_ENV = "MCP_ADMIN_PORT"
+# How often the keeper looks for deployments whose job ended with the head, and the back-off
+# between two resubmissions of one deployment (a deployment that fails by itself after it
+# was ready is resubmitted too, but not in a tight loop).
+KEEPER_EVERY_S = 2.0
+RESUBMIT_FIRST_DELAY_S = 5.0
+RESUBMIT_MAX_DELAY_S = 300.0
 
 # A replica's info call; beyond this the supervisor reports it unreachable.
 INFO_TIMEOUT_S = 2.0
@@ -46,3 +62,8 @@ STATUS_EVERY_S = 30.0
 
 def supervisor_name(deployment: str) -> str:
     return f"{deployment}{SUPERVISOR_SUFFIX}"
+
+
+def deployment_submission_id(deployment: str, now_s: float) -> str:
+    """The id of a deployment's job (submitted by `mcpctl agents deploy`, or by the keeper)."""
+    return f"mcp-agents-{deployment}-{int(now_s)}"

@@ -5,7 +5,9 @@
 
 Running as a job puts the driver on the cluster, with the cluster's own Python and Ray (Ray
 refuses drivers whose versions differ). The deployment's supervisor is owned by the job's
-driver, so stopping the job stops the agents: the job is the deployment's lifetime.
+driver, so stopping the job stops the agents: the job is the deployment's lifetime. Once
+ready, the deployment is in the registry, and the keeper (agent_runtime.keeper) submits its
+job again if it ends otherwise than stopped, as it does with the head.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import ray
 
+from agent_runtime import keeper, registry
 from agent_runtime.client import Deployment
 from agent_runtime.constants import (
     INGRESS_MARKER,
@@ -64,6 +67,9 @@ async def serve(spec_text: str, source: str) -> int:
             print(f"{REFUSED_MARKER}{problem}", flush=True)
         return 2
     status = await deployment.status()
+    # From here on the deployment comes back by itself if its job ends with the head.
+    registry.record(spec.name)
+    await keeper.handle().ready.remote()
     print(f"{READY_MARKER}{spec.name}: {len(status['replicas'])} replicas", flush=True)
     if status["gateways"]:
         print(f"{INGRESS_MARKER}{json.dumps(ingress_line(spec, status))}", flush=True)
@@ -76,6 +82,7 @@ async def serve(spec_text: str, source: str) -> int:
             await asyncio.wait_for(stopping.wait(), STATUS_EVERY_S)
         except TimeoutError:
             _print_status(await deployment.status())
+    registry.forget(spec.name)  # stopped as asked: not to be brought back
     stopped = await deployment.stop()
     print(f"stopped {spec.name}: {stopped} replicas checkpointed and ended", flush=True)
     return 0

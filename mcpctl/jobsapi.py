@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent_runtime.constants import ADMIN_PORT, ADMIN_PORT_ENV
 from mcpctl.errors import McpError, NoToken, TunnelFailed, UsageError, WrongToken
 from mcpctl.raytoken import HEAD_TOKEN_PATH, cache_path, cached_token, fetch_token
 from mcpctl.specsource import find_spec
@@ -92,8 +93,15 @@ class _Answering:
                     f"the cluster stopped answering at {self._api.address} (head down, or "
                     f"restarting and recovering; try again in a minute): {type(error).__name__}"
                 ) from None
+            except RuntimeError as error:  # how Ray's SDK reports an HTTP error: say it plainly
+                raise McpError(f"the Ray Jobs API at {self._api.address}: {error}") from None
 
         return call
+
+
+def admin_port() -> int:
+    """The keeper's admin port on the head (agent_runtime.constants; $MCP_ADMIN_PORT moves it)."""
+    return int(os.environ.get(ADMIN_PORT_ENV, ADMIN_PORT))
 
 
 def reach(args: argparse.Namespace) -> JobsApi:
@@ -133,7 +141,7 @@ def _reach_from_spec(args: argparse.Namespace) -> JobsApi:
             "the Jobs API is the dashboard's — set ray.dashboard: true and run mcpctl deploy"
         )
     state = cluster_state_dir(spec.name)
-    tunnel, was_open = open_tunnel(spec, state)
+    tunnel, was_open = open_tunnel(spec, state, admin_port())
     given, source = _given_token(getattr(args, "token_file", None), environment=False)
     cached = None if given else cached_token(state)
     token = given or cached or fetch_token(spec, state)

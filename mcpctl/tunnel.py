@@ -1,13 +1,16 @@
-"""An SSH tunnel from a local port to the dashboard (Jobs API) on the head's loopback.
+"""An SSH tunnel from local ports to the dashboard (Jobs API) and the keeper's admin
+API, both on the head's loopback.
 
-`ssh -N -L 127.0.0.1:LOCAL:127.0.0.1:DASHBOARD head` runs in the background, in a session of
-its own, and is written down in the cluster's state dir (pid, port, head), so the next command
-reuses it while it lives; `close_tunnel` ends it. A lock keeps two commands from starting two.
+`ssh -N -L 127.0.0.1:LOCAL:127.0.0.1:DASHBOARD -L 127.0.0.1:LOCAL2:127.0.0.1:ADMIN head` runs
+in the background, in a session of its own, and is written down in the cluster's state dir
+(pid, ports, head), so the next command reuses it while it lives; `close_tunnel` ends it. A
+lock keeps two commands from starting two.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -42,34 +45,41 @@ class Tunnel:
     local_port: int
     destination: str  # user@head:ssh-port
     remote_port: int
+    admin_local_port: int = 0  # 0: recorded by an mcpctl without the admin forward
+    admin_remote_port: int = 0
 
     @property
     def url(self) -> str:
         return f"http://{LOCALHOST}:{self.local_port}"
 
     @property
+    def admin_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.admin_local_port}"
+
+    @property
     def forward(self) -> str:
         return f"{LOCALHOST}:{self.local_port}:{LOCALHOST}:{self.remote_port}"
 
 
-def open_tunnel(spec: ClusterSpec, state_dir: Path) -> tuple[Tunnel, bool]:
-    """The tunnel to `spec`'s dashboard, and whether it was already open."""
+def open_tunnel(spec: ClusterSpec, state_dir: Path, admin_port: int) -> tuple[Tunnel, bool]:
+    """The tunnel to `spec`'s dashboard and to the admin API at `admin_port`, and whether it
+    was already open."""
     destination = f"{spec.ssh.user}@{spec.head.address}:{spec.ssh.port}"
     with _locked(state_dir):
         recorded = _recorded(state_dir)
-        wanted = (destination, spec.ray.dashboard_port)
+        wanted = (destination, spec.ray.dashboard_port, admin_port)
         if (
             recorded
-            and (recorded.destination, recorded.remote_port) == wanted
+            and (recorded.destination, recorded.remote_port, recorded.admin_remote_port) == wanted
             and (_answers(recorded))
         ):
             return recorded, True
         if recorded:
             _stop(recorded)
         try:
-            tunnel = _start(spec, state_dir, destination)
-        except _PortTaken:  # another program took the free port first: once more
-            tunnel = _start(spec, state_dir, destination)
+            tunnel = _start(spec, state_dir, destination, admin_port)
+        except _PortTaken:  # another program took a free port first: once more
+            tunnel = _start(spec, state_dir, destination, admin_port)
         write_private(state_dir / RECORD_NAME, json.dumps(asdict(tunnel)) + "\n")
         return tunnel, False
 
@@ -86,11 +96,17 @@ def close_tunnel(state_dir: Path) -> Tunnel | None:
         return recorded if alive else None
 
 
-def _start(spec: ClusterSpec, state_dir: Path, destination: str) -> Tunnel:
+def _start(spec: ClusterSpec, state_dir: Path, destination: str, admin_port: int) -> Tunnel:
     local_port = _free_port()
-    forward = f"{LOCALHOST}:{local_port}:{LOCALHOST}:{spec.ray.dashboard_port}"
+    admin_local_port = _free_port()
+    while admin_local_port == local_port:
+        admin_local_port = _free_port()
+    tunnel = Tunnel(0, local_port, destination, spec.ray.dashboard_port, admin_local_port,
+                    admin_port)  # fmt: skip
+    # The admin forward is not checked here: the keeper may not run yet (mcpctl.adminapi).
+    admin_forward = f"{LOCALHOST}:{admin_local_port}:{LOCALHOST}:{admin_port}"
     options = [
-        *("-N", "-L", forward),
+        *("-N", "-L", tunnel.forward, "-L", admin_forward),
         # Exit, rather than linger without the forward, if the port cannot be bound.
         *("-o", "ExitOnForwardFailure=yes"),
         # Notice a head that went away, and end, so the next command opens a new tunnel.
@@ -105,7 +121,7 @@ def _start(spec: ClusterSpec, state_dir: Path, destination: str) -> Tunnel:
             stderr=log,
             start_new_session=True,  # outlives this command, and Ctrl-C in this terminal
         )
-    tunnel = Tunnel(process.pid, local_port, destination, spec.ray.dashboard_port)
+    tunnel = dataclasses.replace(tunnel, pid=process.pid)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -1,17 +1,16 @@
-"""`mcpctl agents ...` and `mcpctl status`: operate agent deployments via Ray's Jobs API.
+"""`mcpctl agents ...` and `mcpctl status`: operate agent deployments via Ray's Jobs API,
+and ask the runtime's keeper for status and cordons (mcpctl.adminapi).
 
-Only the dashboard's HTTP API is used from here, so the operator's machine needs neither a
-matching Ray version nor a route to the GCS; anything that must talk to Ray runs as a job.
+Only HTTP APIs on the head are used from here (through the SSH tunnel), so the operator's
+machine needs neither a matching Ray version nor a route to the GCS.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import re
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -19,18 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from agent_runtime.constants import (
+    DEPLOYMENT_METADATA_KEY,
     INGRESS_MARKER,
     INGRESS_TOKEN_DIGEST_ENV,
-    REPORT_MARKER,
     SPEC_ENV,
+    deployment_submission_id,
 )
 from mcpctl.errors import McpError, UsageError
 from mcpctl.jobsapi import JobsApi, reach
-from mcpctl.tables import Cell, CellValue, Column, console_for, is_terminal, print_table
+from mcpctl.tables import Cell, CellValue, Column, is_terminal, print_table
 
-METADATA_KEY = "mcp-agents"
 ACTIVE = ("PENDING", "RUNNING")
-REPORT_TIMEOUT_S = 120.0
 # Ray ids are 56 hex digits for a node; the runtime's own lines show their first 12.
 SHORT_ID = 12
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -44,9 +42,9 @@ def _connect(args: argparse.Namespace) -> tuple[JobsApi, Any]:
 
 
 def _deployment_jobs(client: Any, name: str | None = None) -> list[Any]:
-    jobs = [job for job in client.list_jobs() if METADATA_KEY in (job.metadata or {})]
+    jobs = [job for job in client.list_jobs() if DEPLOYMENT_METADATA_KEY in (job.metadata or {})]
     if name is not None:
-        jobs = [job for job in jobs if job.metadata[METADATA_KEY] == name]
+        jobs = [job for job in jobs if job.metadata[DEPLOYMENT_METADATA_KEY] == name]
     return sorted(jobs, key=lambda job: job.start_time or 0)
 
 
@@ -72,7 +70,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     spec = load_spec(args.agents_file)  # validate here: exit 2 before anything is submitted
     api, client = _connect(args)
     running = [job for job in _deployment_jobs(client) if job.status in ACTIVE]
-    if any(job.metadata[METADATA_KEY] == spec.name for job in running):
+    if any(job.metadata[DEPLOYMENT_METADATA_KEY] == spec.name for job in running):
         raise UsageError(f"deployment {spec.name!r} is already running; stop it first")
     if spec.ingress is not None and spec.ingress.port:
         _refuse_a_taken_port(client, running, spec.ingress.port, args.agents_file)
@@ -83,9 +81,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         env_vars[INGRESS_TOKEN_DIGEST_ENV] = digest
     submission_id = client.submit_job(
         entrypoint="python -m agent_runtime.jobs",
-        submission_id=f"mcp-agents-{spec.name}-{int(time.time())}",
+        submission_id=deployment_submission_id(spec.name, time.time()),
         runtime_env={"env_vars": env_vars},
-        metadata={METADATA_KEY: spec.name},
+        metadata={DEPLOYMENT_METADATA_KEY: spec.name},
     )
     replicas = sum(agent.replicas for agent in spec.agents)
     # The stages go to stderr with -o json, so stdout holds the JSON alone.
@@ -300,7 +298,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     _, client = _connect(args)
     rows = [
         {
-            "name": job.metadata[METADATA_KEY],
+            "name": job.metadata[DEPLOYMENT_METADATA_KEY],
             "status": str(job.status.value if hasattr(job.status, "value") else job.status),
             "submission_id": job.submission_id,
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.start_time / 1000))
@@ -379,46 +377,21 @@ def name_nodes(text: str, names: Mapping[str, str]) -> str:
     return text
 
 
-def _one_shot_job(args: argparse.Namespace, *options: str) -> dict[str, Any]:
-    """Run `python -m agent_runtime.admin OPTIONS` as a job and return its JSON answer."""
-    _, client = _connect(args)
-    submission_id = client.submit_job(
-        entrypoint=shlex.join(["python", "-m", "agent_runtime.admin", *options]),
-        submission_id=f"mcp-admin-{int(time.time() * 1000)}",
-    )
-    deadline = time.monotonic() + REPORT_TIMEOUT_S
-    with _waiting(f"asking the cluster (job {submission_id})"):
-        while client.get_job_status(submission_id) in ACTIVE:
-            if time.monotonic() > deadline:
-                client.stop_job(submission_id)
-                raise McpError(f"job {submission_id} did not finish")
-            time.sleep(0.3)
-    logs = client.get_job_logs(submission_id)
-    client.delete_job(submission_id)  # one-shot jobs are not worth keeping in the job list
-    for line in logs.splitlines():
-        if line.startswith(REPORT_MARKER):
-            answer = json.loads(line[len(REPORT_MARKER) :])
-            if "error" in answer:
-                raise UsageError(answer["error"])
-            return answer
-    raise McpError(f"job {submission_id} failed:\n{logs[-2000:]}")
+def _ask(args: argparse.Namespace, request: dict[str, str]) -> dict[str, Any]:
+    from mcpctl import adminapi
 
-
-def _waiting(text: str) -> Any:
-    """A spinner on a terminal (a one-shot job takes a few seconds); nothing elsewhere."""
-    console = console_for(sys.stderr)
-    return console.status(text) if console.is_terminal else contextlib.nullcontext()
+    return adminapi.ask(reach(args), request)
 
 
 def cmd_cordon(args: argparse.Namespace) -> int:
-    answer = _one_shot_job(args, "--cordon", args.node, "--reason", args.reason)
+    answer = _ask(args, {"action": "cordon", "node": args.node, "reason": args.reason})
     node = answer["cordoned"]
     _emit(args, answer, f"cordoned {node}: its agents move to healthy nodes")
     return 0
 
 
 def cmd_uncordon(args: argparse.Namespace) -> int:
-    answer = _one_shot_job(args, "--uncordon", args.node)
+    answer = _ask(args, {"action": "uncordon", "node": args.node})
     node = answer["uncordoned"]
     _emit(args, answer, f"uncordoned {node}: takes agents again after passing health checks")
     return 0
@@ -482,7 +455,7 @@ def _node_row(node: dict[str, Any]) -> list[CellValue]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    data = _one_shot_job(args, "--report")
+    data = _ask(args, {"action": "report"})
     data["nodes"] = _once_each(data["nodes"])
     # By hostname; nodes whose probe has not reported yet (named by id) after them.
     data["nodes"].sort(key=lambda node: (not _hostname(node), _node_label(node)))

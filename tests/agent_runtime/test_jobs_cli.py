@@ -40,6 +40,8 @@ def jobs_cluster():
         **os.environ,
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": token,
+        # The keeper's admin API on a port of this cluster's own, as mcpctl is told below.
+        "MCP_ADMIN_PORT": str(_free_port()),
         # The job's `python` must be this environment's, with agent_runtime installed.
         "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
     }
@@ -61,7 +63,9 @@ def jobs_cluster():
     address = f"http://127.0.0.1:{dashboard}"
     try:
         _wait_for_jobs_api(address, token)
-        yield address, token, ports["--metrics-export-port"]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MCP_ADMIN_PORT", env["MCP_ADMIN_PORT"])
+            yield address, token, ports["--metrics-export-port"]
     finally:
         # The group holds only what this fixture started (start_new_session above).
         os.killpg(head.pid, signal.SIGTERM)

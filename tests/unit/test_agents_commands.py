@@ -207,7 +207,7 @@ def test_status_prints_tables(monkeypatch, capsys):
                            "processed": 10, "duplicates": 0}]},
         ],
     }  # fmt: skip
-    monkeypatch.setattr(agents, "_one_shot_job", lambda args, *options: report)
+    monkeypatch.setattr(agents, "_ask", lambda args, request: report)
 
     agents.cmd_status(argparse.Namespace(output="text", name=None))
 
@@ -314,7 +314,7 @@ def test_a_deployment_not_ready_in_time_is_stopped(cluster, run_cli, tmp_path):
 
 def test_status_of_a_deployment_that_is_not_running_exits_2(monkeypatch, run_cli):
     report = {"nodes": [], "deployments": [{"deployment": "ops", "replicas": []}]}
-    monkeypatch.setattr(agents, "_one_shot_job", lambda args, *options: report)
+    monkeypatch.setattr(agents, "_ask", lambda args, request: report)
 
     result = run_cli("agents", "status", "opps", "--address", "http://x")
 
@@ -329,7 +329,7 @@ def test_status_lists_nodes_by_name(monkeypatch, capsys):
 
     report = {"nodes": [node("node3", "a" * 56), node("node1", "b" * 56), node("node2", "c" * 56)],
               "deployments": []}  # fmt: skip
-    monkeypatch.setattr(agents, "_one_shot_job", lambda args, *options: report)
+    monkeypatch.setattr(agents, "_ask", lambda args, request: report)
 
     agents.cmd_status(argparse.Namespace(output="text", name=None))
 
@@ -343,7 +343,7 @@ def test_a_node_that_came_back_is_shown_once(monkeypatch, capsys):
                 "agents": [], "sample": {"hostname": "node3"}}  # fmt: skip
 
     report = {"nodes": [node("a" * 56, "dead"), node("b" * 56, "healthy")], "deployments": []}
-    monkeypatch.setattr(agents, "_one_shot_job", lambda args, *options: report)
+    monkeypatch.setattr(agents, "_ask", lambda args, request: report)
 
     agents.cmd_status(argparse.Namespace(output="json", name=None))
 

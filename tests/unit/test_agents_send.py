@@ -23,7 +23,7 @@ def job(deployment: str, agent_names: list[str], port: int, status: str = "RUNNI
     return SimpleNamespace(
         submission_id=f"mcp-agents-{deployment}",
         status=status,
-        metadata={agents.METADATA_KEY: deployment},
+        metadata={agents.DEPLOYMENT_METADATA_KEY: deployment},
         start_time=port,
         logs=f"MCP-READY {deployment}\n{INGRESS_MARKER}{json.dumps(ingress)}\n",
     )

@@ -22,7 +22,7 @@ def test_status_lists_each_consumer_with_its_lag(monkeypatch, capsys):
              "sources": [consumer, {"id": "source.0.1", "reachable": False}]},
         ],
     }  # fmt: skip
-    monkeypatch.setattr(agents, "_one_shot_job", lambda args, *options: report)
+    monkeypatch.setattr(agents, "_ask", lambda args, request: report)
 
     agents.cmd_status(argparse.Namespace(output="text", name=None))
 
