@@ -161,6 +161,7 @@ agents:
     checkpoint_every: 1
     resources: {{num_cpus: 0.5}}
 """)
+
     def deployed() -> str | None:
         code, out = _mcpctl(capsys, head, "agents", "deploy", str(spec))
         assert code == 0 or "try again later" in out, out  # its job agent still starting
