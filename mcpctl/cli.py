@@ -492,3 +492,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mcpctl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mcpctl status | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

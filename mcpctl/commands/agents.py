@@ -476,9 +476,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _once_each(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Without the dead entries of nodes that came back (a restart gives a node a new Ray
-    id; Ray keeps the old one as dead)."""
-    alive = {_node_label(node) for node in nodes if node["status"] != "dead"}
-    return [node for node in nodes if node["status"] != "dead" or _node_label(node) not in alive]
+    id; Ray keeps the old one as dead, often without a hostname: its probe never reported,
+    but its address is the node's, one Ray node to an address)."""
+    alive = [node for node in nodes if node["status"] != "dead"]
+    back = {_node_label(node) for node in alive} | {node["address"] for node in alive}
+    return [
+        node
+        for node in nodes
+        if node["status"] != "dead" or not {_node_label(node), node["address"]} & back
+    ]
 
 
 def _print_status(data: dict[str, Any]) -> None:

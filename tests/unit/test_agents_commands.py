@@ -342,10 +342,14 @@ def test_a_node_that_came_back_is_shown_once(monkeypatch, capsys):
         return {"node_id": node_id, "address": "10.0.0.3", "status": status, "reasons": [],
                 "agents": [], "sample": {"hostname": "node3"}}  # fmt: skip
 
-    report = {"nodes": [node("a" * 56, "dead"), node("b" * 56, "healthy")], "deployments": []}
+    # Its probe may never have reported under the old id: then only the address is known.
+    unsampled = {**node("c" * 56, "dead"), "sample": {}}
+    elsewhere = {**node("d" * 56, "dead"), "sample": {}, "address": "10.0.0.9"}
+    report = {"nodes": [node("a" * 56, "dead"), node("b" * 56, "healthy"), unsampled, elsewhere],
+              "deployments": []}  # fmt: skip
     monkeypatch.setattr(agents, "_ask", lambda args, request: report)
 
     agents.cmd_status(argparse.Namespace(output="json", name=None))
 
     shown = json.loads(capsys.readouterr().out)["nodes"]
-    assert [(n["node_id"][0], n["status"]) for n in shown] == [("b", "healthy")]
+    assert [(n["node_id"][0], n["status"]) for n in shown] == [("b", "healthy"), ("d", "dead")]
