@@ -44,7 +44,7 @@ from agent_runtime.ingress.httpclient import GatewayClient, GatewayError
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SANDBOX_ENV = {"MCP_SANDBOX_NAME": "mcp-recovery", "MCP_SANDBOX_SUBNET": "10.73.0.0/24"}
+SANDBOX_ENV = {"MCP_SANDBOX_NAME": "mcp-recovery", "MCP_SANDBOX_SUBNET": "10.72.0.0/24"}
 DEPLOYMENT, AGENT = "ops", "detector"
 GRACE_S = 2.0
 RECOVERY_TIMEOUT_S = 240.0

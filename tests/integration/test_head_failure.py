@@ -1,0 +1,37 @@
+"""The operations pipeline under a steady stream of messages through the ingress, on a sandbox
+of its own, through four faults in turn: kill -9 of the head's GCS, of the head's raylet, a
+restart of the head's container, kill -9 of a worker's raylet. After each the cluster and the
+deployment are back by themselves (the keeper resubmits it; its replicas resume from their
+checkpoints), and no message that was acknowledged is missing from the agents' state.
+
+The drill itself is bench/recovery.py's, which prints the times; this asserts on its counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import recovery
+
+pytestmark = pytest.mark.integration
+
+
+def test_four_faults_lose_no_deployment_and_no_acknowledged_message(tmp_path) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        # Recorded here, so the sandbox's settings (which the drill sets) are undone after.
+        for name, value in recovery.SANDBOX_ENV.items():
+            patch.setenv(name, value)
+        for name in ("MCP_SPEC", "MCP_RAY_ADDRESS", "MCP_RAY_TOKEN", "MCP_RAY_TOKEN_FILE"):
+            patch.delenv(name, raising=False)
+        with recovery.sandbox_cluster(keep=False) as sandbox:
+            urls, token = recovery.deploy_example(tmp_path)
+            assert len(urls) == 3  # a gateway on every node
+            # Each drill waits, up to its timeout, for an acknowledgement of a message sent
+            # after the fault and for the deployment to run again: a TimeoutError otherwise.
+            drilled = recovery.drill_all(sandbox, urls, token, rate=20)
+            result = recovery.figures(drilled)
+
+    assert set(drilled["faults"]) == set(recovery.FAULTS)
+    assert result["deployments_lost"] == 0
+    assert drilled["acked"] > 100 and result["acknowledged_lost"] == 0, result
+    # Each message is applied once: a redelivered one is answered from the replica's memory.
+    assert drilled["processed"] <= drilled["sent"], result
