@@ -21,6 +21,7 @@ from agent_runtime.constants import (
     DEPLOYMENT_METADATA_KEY,
     INGRESS_MARKER,
     INGRESS_TOKEN_DIGEST_ENV,
+    READY_MARKER,
     SPEC_ENV,
     deployment_submission_id,
 )
@@ -163,8 +164,12 @@ def _ingress_token_file(args: argparse.Namespace, deployment: str) -> Path:
 
 def ingress_of(client: Any, submission_id: str) -> dict[str, Any] | None:
     """The deployment's agents and gateways, from the last line its driver logged of them."""
+    return _ingress_in(client.get_job_logs(submission_id))
+
+
+def _ingress_in(logs: str) -> dict[str, Any] | None:
     found = None
-    for line in client.get_job_logs(submission_id).splitlines():
+    for line in logs.splitlines():
         if line.startswith(INGRESS_MARKER):
             found = line[len(INGRESS_MARKER) :]
     return json.loads(found) if found else None
@@ -220,8 +225,19 @@ def _send_target(args: argparse.Namespace) -> tuple[str, str, list[str]]:
         return deployment, agent, args.gateway
     _, client = _connect(args)
     running = [job for job in _deployment_jobs(client, deployment or None) if job.status in ACTIVE]
-    ingresses = [ingress_of(client, job.submission_id) for job in running]
+    logs = [client.get_job_logs(job.submission_id) for job in running]
+    ingresses = [_ingress_in(text) for text in logs]
     served = [ingress for ingress in ingresses if ingress and agent in ingress["agents"]]
+    starting = [
+        job.metadata[DEPLOYMENT_METADATA_KEY]
+        for job, text in zip(running, logs, strict=True)
+        if READY_MARKER not in text
+    ]
+    if not served and starting:
+        raise McpError(
+            f"{', '.join(starting)}: starting (submitted again after a head restart, or just "
+            "deployed); its gateways are not up yet: try again in a few seconds"
+        )
     if not served:
         where = f"deployment {deployment!r}" if deployment else "any running deployment"
         raise UsageError(

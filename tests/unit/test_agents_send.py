@@ -131,3 +131,17 @@ def test_deploy_refuses_a_port_another_deployment_serves(run_cli, running, in_tm
 
     assert result.code == 2
     assert "other.yaml: ingress.port 8300 is taken by the running deployment 'ops'" in result.err
+
+
+def test_a_deployment_still_starting_says_so_rather_than_asking_for_an_ingress(
+    run_cli, running, token
+):
+    starting = job("ops", ["detector"], 8300)
+    starting.logs = "Running entrypoint for job mcp-agents-ops: python -m agent_runtime.jobs\n"
+    running(starting)
+
+    result = run_cli("agents", "send", "ops/detector", "{}", "--ingress-token-file", token)
+
+    assert result.code == 1
+    assert "ops: starting" in result.err and "try again in a few seconds" in result.err
+    assert "'ingress:' section" not in result.err
