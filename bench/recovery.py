@@ -223,18 +223,23 @@ def deploy_example(spec_dir: Path) -> tuple[list[str], str]:
     return deployed["gateways"], Path(deployed["ingress_token_file"]).read_text().strip()
 
 
+def _step(*args: str) -> None:
+    done = mcpctl(*args, timeout=1800)
+    if done.returncode != 0:
+        said = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        raise RuntimeError(f"mcpctl {' '.join(args)}:\n{said}")
+
+
 @contextmanager
 def sandbox_cluster(keep: bool) -> Iterator[Sandbox]:
     os.environ.update(SANDBOX_ENV)
     for name in ("MCP_SPEC", "MCP_RAY_ADDRESS", "MCP_RAY_TOKEN", "MCP_RAY_TOKEN_FILE"):
         os.environ.pop(name, None)
     try:
-        for step in (("sandbox", "up", "--nodes", "3"), ("deploy",)):
-            done = mcpctl(*step, timeout=1800)
-            if done.returncode != 0:
-                raise RuntimeError(f"mcpctl {' '.join(step)}:\n{done.stdout[-3000:]}"
-                                   f"\n{done.stderr[-3000:]}")  # fmt: skip
-        yield Sandbox()
+        _step("sandbox", "up", "--nodes", "3")
+        sandbox = Sandbox()
+        _step("deploy", "-f", str(sandbox.layout.spec_file))
+        yield sandbox
     finally:
         if not keep:
             mcpctl("agents", "stop", DEPLOYMENT)
