@@ -117,6 +117,12 @@ class Sandbox:
 
         self.layout = SandboxLayout.default()
 
+    def ingress_urls(self) -> list[str]:
+        from mcpctl.spec import load_spec
+
+        spec = load_spec(self.layout.spec_file)
+        return [f"http://{node.address}:{spec.ingress.port}" for node in spec.nodes]
+
     def ssh(self, node: str, command: str) -> str:
         done = mcpctl("sandbox", "ssh", node, "--", command, timeout=60)
         return done.stdout
@@ -194,8 +200,10 @@ def processed_by_detector() -> int:
     return sum(replica.get("processed", 0) for replica in replicas)
 
 
-def drill_all(sandbox: Sandbox, urls: list[str], token: str, rate: float) -> dict[str, Any]:
-    stream = Stream(urls, token, rate)
+def drill_all(sandbox: Sandbox, token: str, rate: float) -> dict[str, Any]:
+    # Every node's ingress port, not only those with a gateway now: a deployment brought back
+    # may place its replicas, and so its gateways, elsewhere (the client skips refusals).
+    stream = Stream(sandbox.ingress_urls(), token, rate)
     results: dict[str, Any] = {}
     # A deployment of this name may have run before: its counters resume from there.
     before = wait(lambda: processed_by_detector() + 1, "the detector's counters", 60) - 1
@@ -278,8 +286,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
     args = parser.parse_args()
     with sandbox_cluster(args.keep) as sandbox:
-        urls, token = deploy_example(sandbox.layout.state_dir)
-        result = figures(drill_all(sandbox, urls, token, args.rate))
+        _, token = deploy_example(sandbox.layout.state_dir)
+        result = figures(drill_all(sandbox, token, args.rate))
     print_table(result)
     print(json.dumps(result))
     return 0

@@ -1,21 +1,39 @@
-"""The operations pipeline under a steady stream of messages through the ingress, on a sandbox
-of its own, through four faults in turn: kill -9 of the head's GCS, of the head's raylet, a
-restart of the head's container, kill -9 of a worker's raylet. After each the cluster and the
-deployment are back by themselves (the keeper resubmits it; its replicas resume from their
-checkpoints), and no message that was acknowledged is missing from the agents' state.
+"""A sandbox of its own with the operations pipeline behind the ingress:
+
+- every TCP port of every node scanned from this machine, which is outside the cluster's
+  network but in the ingress's allowed networks: only SSH and the ingress port answer;
+- then, under a steady stream of messages through the ingress, four faults in turn: kill -9
+  of the head's GCS, of the head's raylet, a restart of the head's container, kill -9 of a
+  worker's raylet. After each the cluster and the deployment are back by themselves (the
+  keeper resubmits it; its replicas resume from their checkpoints), and no message that was
+  acknowledged is missing from the agents' state.
 
 The drill itself is bench/recovery.py's, which prints the times; this asserts on its counts."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from bench import recovery
+from mcpctl.spec import load_spec
 
 pytestmark = pytest.mark.integration
 
+SCAN_CONCURRENCY = 2048
+SCAN_TIMEOUT_S = 1.0
+# Unanswered or refused: closed to this host. Anything else (out of descriptors, no route)
+# would hide an open port, so it fails the scan instead.
+_CLOSED = (errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH)
 
-def test_four_faults_lose_no_deployment_and_no_acknowledged_message(tmp_path) -> None:
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory) -> Iterator[tuple[recovery.Sandbox, list[str], str]]:
     with pytest.MonkeyPatch.context() as patch:
         # Recorded here, so the sandbox's settings (which the drill sets) are undone after.
         for name, value in recovery.SANDBOX_ENV.items():
@@ -23,12 +41,54 @@ def test_four_faults_lose_no_deployment_and_no_acknowledged_message(tmp_path) ->
         for name in ("MCP_SPEC", "MCP_RAY_ADDRESS", "MCP_RAY_TOKEN", "MCP_RAY_TOKEN_FILE"):
             patch.delenv(name, raising=False)
         with recovery.sandbox_cluster(keep=False) as sandbox:
-            urls, token = recovery.deploy_example(tmp_path)
-            assert len(urls) == 3  # a gateway on every node
-            # Each drill waits, up to its timeout, for an acknowledgement of a message sent
-            # after the fault and for the deployment to run again: a TimeoutError otherwise.
-            drilled = recovery.drill_all(sandbox, urls, token, rate=20)
-            result = recovery.figures(drilled)
+            urls, token = recovery.deploy_example(tmp_path_factory.mktemp("drill"))
+            yield sandbox, urls, token
+
+
+async def _open_ports(host: str) -> list[int]:
+    gate = asyncio.Semaphore(SCAN_CONCURRENCY)
+    found = []
+
+    async def probe(port: int) -> None:
+        async with gate:
+            try:
+                connecting = asyncio.open_connection(host, port)
+                _, writer = await asyncio.wait_for(connecting, SCAN_TIMEOUT_S)
+            except TimeoutError:
+                return  # dropped
+            except OSError as error:
+                if error.errno in _CLOSED:
+                    return
+                raise
+            found.append(port)
+            writer.close()
+
+    await asyncio.gather(*(probe(port) for port in range(1, 65536)))
+    return sorted(found)
+
+
+def test_from_outside_the_cluster_only_ssh_and_the_ingress_answer(deployed) -> None:
+    sandbox, urls, _ = deployed
+    spec = load_spec(Path(sandbox.layout.spec_file))
+    nodes = [node.address for node in spec.nodes]
+    # Gateways run on the nodes that host agents: their port listens there.
+    serving = {urllib.parse.urlsplit(url).hostname for url in urls}
+    assert len(nodes) == 3 and serving, urls
+
+    async def scan_all() -> list[list[int]]:
+        return list(await asyncio.gather(*(_open_ports(node) for node in nodes)))
+
+    for node, ports in zip(nodes, asyncio.run(scan_all()), strict=True):
+        expected = {spec.ssh.port} | ({spec.ingress.port} if node in serving else set())
+        assert ports == sorted(expected), node
+
+
+def test_four_faults_lose_no_deployment_and_no_acknowledged_message(deployed) -> None:
+    sandbox, _, token = deployed
+    # Each drill waits, up to its timeout, for an acknowledgement of a message sent after
+    # the fault and for the deployment to run again: a TimeoutError otherwise.
+    drilled = recovery.drill_all(sandbox, token, rate=20)
+    result = recovery.figures(drilled)
 
     assert set(drilled["faults"]) == set(recovery.FAULTS)
     assert result["deployments_lost"] == 0
