@@ -72,6 +72,7 @@ def _render_lazily(template: jinja2.Template, variables: _RoleVariables) -> str:
 def render(template: str, **overrides: Any) -> str:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["bool"] = _bool
+    env.tests["search"] = lambda value, pattern: re.search(pattern, str(value)) is not None
     raw = {**defaults("ray_cluster"), **load("roles/ray_cluster/vars/main.yml"), **NODE}
     variables = _RoleVariables(env, {**raw, **overrides})
     compiled = env.from_string((ROLE / "templates" / template).read_text(encoding="utf-8"))
@@ -178,3 +179,26 @@ def test_the_directory_fix_makes_ray_directories_private(tmp_path):
     assert "did not listen on 127.0.0.1:9" in result.stderr
     for directory in (tmp_path / "ray", made.parent, made):
         assert directory.stat().st_mode & 0o777 == 0o750, directory
+
+
+def _firewall(**overrides: Any) -> str:
+    # Given here: the node set comes from an Ansible filter (ansible.utils.in_any_network),
+    # and the SSH port from a list holding a template, which only Ansible renders.
+    given = {"ray_cluster_all_sources": ["10.0.0.0/24"], "ray_cluster_firewall_ssh_ports": [22],
+             "ray_cluster_ingress_networks": ["192.0.2.0/24"]}  # fmt: skip
+    return render("ray-firewall.nft.j2", **{**given, **overrides})
+
+
+def test_the_firewall_drops_what_the_cluster_did_not_ask_for_but_keeps_ssh():
+    table = _firewall(ray_cluster_firewall_ssh_ports=[2222], ray_cluster_firewall_open_ports=[9100])
+    assert "policy drop;" in table
+    assert "ct state established,related accept" in table
+    assert "tcp dport { 2222 } accept" in table and "tcp dport { 9100 } accept" in table
+    assert "ip saddr @cluster_v4 tcp dport @ray_ports accept" in table
+    assert "ip saddr @ingress_v4 tcp dport 8300 accept" in table
+
+
+def test_with_inbound_accept_only_rays_and_the_ingress_port_are_filtered():
+    table = _firewall(ray_cluster_firewall_inbound="accept")
+    assert "policy accept;" in table and "ct state" not in table and "dport { 22 }" not in table
+    assert "tcp dport @ray_ports counter drop" in table
