@@ -300,16 +300,5 @@ class HealthMonitor:
 
 def get_monitor(limits: HealthSpec | None = None) -> Any:
     """The cluster's monitor, created on first use (on the head node)."""
-    return (
-        ray.remote(HealthMonitor)
-        .options(
-            name=MONITOR_NAME,
-            namespace=NAMESPACE,
-            get_if_exists=True,
-            lifetime="detached",
-            max_restarts=-1,
-            max_concurrency=64,
-            **placement.on_head(),
-        )
-        .remote(limits)
-    )
+    options = placement.head_singleton(MONITOR_NAME, max_concurrency=64)
+    return ray.remote(HealthMonitor).options(**options).remote(limits)

@@ -32,7 +32,6 @@ from agent_runtime.constants import (
     DEPLOYMENT_METADATA_KEY,
     KEEPER_EVERY_S,
     KEEPER_NAME,
-    NAMESPACE,
     RESUBMIT_FIRST_DELAY_S,
     RESUBMIT_MAX_DELAY_S,
     deployment_submission_id,
@@ -195,16 +194,4 @@ class Keeper:
 def handle() -> Any:
     """The keeper, created on first use (on the head); `await handle().ready.remote()` waits
     until its admin API listens."""
-    return (
-        ray.remote(Keeper)
-        .options(
-            name=KEEPER_NAME,
-            namespace=NAMESPACE,
-            get_if_exists=True,
-            lifetime="detached",
-            max_restarts=-1,
-            max_concurrency=16,
-            **placement.on_head(),
-        )
-        .remote()
-    )
+    return ray.remote(Keeper).options(**placement.head_singleton(KEEPER_NAME, 16)).remote()

@@ -41,6 +41,21 @@ def on_head() -> dict[str, Any]:
     return {"num_cpus": 0, "resources": {HEAD_NODE_RESOURCE: 0.001}}
 
 
+def head_singleton(name: str, max_concurrency: int) -> dict[str, Any]:
+    """Options of a one-per-cluster actor (the health monitor, the keeper): found by name or
+    created on the head, outliving its creator, restarted by Ray whenever it dies (on the
+    next head, after the head's own failure)."""
+    return {
+        "name": name,
+        "namespace": NAMESPACE,
+        "get_if_exists": True,
+        "lifetime": "detached",
+        "max_restarts": -1,
+        "max_concurrency": max_concurrency,
+        **on_head(),
+    }
+
+
 def avoiding(node_ids: Iterable[str]) -> dict[str, Any]:
     """Actor options that keep it (and its later restarts) off these nodes."""
     excluded = sorted(node_ids)

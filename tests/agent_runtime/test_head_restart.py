@@ -22,8 +22,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mcpctl.cli import main
-
 pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).parents[2]
@@ -116,9 +114,11 @@ def head(monkeypatch, tmp_path) -> Iterator[Head]:
 
 
 def _mcpctl(capsys, head: Head, *argv: str) -> tuple[int, str]:
-    code = main([*argv, "--address", head.address])
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    # A process of its own, as an operator runs it: mcpctl sets Ray's client settings in its
+    # environment, which would leak into the tests sharing this process's Ray.
+    done = subprocess.run([str(VENV_BIN / "mcpctl"), *argv, "--address", head.address],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
 
 
 def _until(check, what: str, timeout_s: float = RECOVERY_TIMEOUT_S):
