@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import resource
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,12 @@ def test_from_outside_the_cluster_only_ssh_and_the_ingress_answer(deployed) -> N
 
     async def scan_all() -> list[list[int]]:
         return list(await asyncio.gather(*(_open_ports(node) for node in nodes)))
+
+    # A socket per probe in flight, on every node at once.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = len(nodes) * SCAN_CONCURRENCY + 1024
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
 
     for node, ports in zip(nodes, asyncio.run(scan_all()), strict=True):
         expected = {spec.ssh.port} | ({spec.ingress.port} if node in serving else set())
