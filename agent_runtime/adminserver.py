@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent_runtime.admin import BadRequest, parse_request
+from agent_runtime.ingress.errors import ClientError
 
 PATH = "/v1/admin"
 MAX_HEADER_BYTES = 8192
@@ -27,13 +28,6 @@ READ_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 64
 
 Answer = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class AdminServer:
@@ -82,13 +76,13 @@ class AdminServer:
             async with asyncio.timeout(READ_TIMEOUT_S):
                 method, path, headers = await _read_head(reader)
                 if path != PATH:
-                    raise _Refused(404, f"no such path; POST {PATH}")
+                    raise ClientError(404, f"no such path; POST {PATH}")
                 if method != "POST":
-                    raise _Refused(405, f"POST {PATH}")
+                    raise ClientError(405, f"POST {PATH}")
                 self._authorize(headers.get("authorization"))
                 body = await _read_body(reader, headers)
             request = parse_request(json.loads(body))
-        except _Refused as refused:
+        except ClientError as refused:
             return refused.status, {"error": refused.reason}
         except TimeoutError:
             return 408, {"error": f"request not read within {READ_TIMEOUT_S:.0f} s"}
@@ -101,7 +95,7 @@ class AdminServer:
         if self._expected is None:
             return
         if presented is None or not hmac.compare_digest(_digest(presented), self._expected):
-            raise _Refused(401, "missing or wrong token: send the Ray cluster's token as Bearer")
+            raise ClientError(401, "missing or wrong token: send the Ray cluster's token as Bearer")
 
 
 def _digest(value: str) -> bytes:
@@ -113,13 +107,13 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, 
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.LimitOverrunError:
-        raise _Refused(431, f"request headers over {MAX_HEADER_BYTES} bytes") from None
+        raise ClientError(431, f"request headers over {MAX_HEADER_BYTES} bytes") from None
     except asyncio.IncompleteReadError:
-        raise _Refused(400, "the request ended before its headers did") from None
+        raise ClientError(400, "the request ended before its headers did") from None
     request_line, *lines = head.decode("latin-1").split("\r\n")
     parts = request_line.split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise _Refused(400, "not an HTTP/1.x request line")
+        raise ClientError(400, "not an HTTP/1.x request line")
     headers = {}
     for line in lines:
         name, colon, value = line.partition(":")
@@ -131,10 +125,10 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, 
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
     length = headers.get("content-length", "")
     if not length.isdigit():
-        raise _Refused(411, "send Content-Length with the JSON body")
+        raise ClientError(411, "send Content-Length with the JSON body")
     if int(length) > MAX_BODY_BYTES:
-        raise _Refused(413, f"body of {length} bytes; the limit is {MAX_BODY_BYTES}")
+        raise ClientError(413, f"body of {length} bytes; the limit is {MAX_BODY_BYTES}")
     try:
         return await reader.readexactly(int(length))
     except asyncio.IncompleteReadError:
-        raise _Refused(400, "the body ended before its Content-Length") from None
+        raise ClientError(400, "the body ended before its Content-Length") from None
