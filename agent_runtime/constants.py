@@ -6,6 +6,8 @@ connects with it finds supervisors, the health monitor and checkpoints by name.
 
 from __future__ import annotations
 
+import os
+
 NAMESPACE = "mcp-agents"
 MONITOR_NAME = "mcp-health-monitor"
 KEEPER_NAME = "mcp-keeper"
@@ -14,6 +16,8 @@ SUPERVISOR_SUFFIX = "-supervisor"
 # A deployment's jobs carry its name under this metadata key (`mcpctl agents list` finds them
 # by it; the keeper resubmits the last one).
 DEPLOYMENT_METADATA_KEY = "mcp-agents"
+# A Ray job in these states is still going (its driver may run or be about to).
+ACTIVE_JOB_STATUSES = ("PENDING", "RUNNING")
 # How `mcpctl agents deploy` hands the agents.yaml to the job, and the log lines it reads back.
 SPEC_ENV = "MCP_AGENTS_SPEC"
 # The SHA-256 of the clients' ingress token: the job sees only the digest, never the token.
@@ -62,6 +66,11 @@ STATUS_EVERY_S = 30.0
 
 def supervisor_name(deployment: str) -> str:
     return f"{deployment}{SUPERVISOR_SUFFIX}"
+
+
+def admin_port() -> int:
+    """The keeper's admin port on the head ($MCP_ADMIN_PORT, else ADMIN_PORT)."""
+    return int(os.environ.get(ADMIN_PORT_ENV, ADMIN_PORT))
 
 
 def deployment_submission_id(deployment: str, now_s: float) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,18 +26,17 @@ import ray
 from agent_runtime import admin, placement, registry
 from agent_runtime.adminserver import AdminServer
 from agent_runtime.constants import (
-    ADMIN_PORT,
-    ADMIN_PORT_ENV,
+    ACTIVE_JOB_STATUSES,
     DEPLOYMENT_METADATA_KEY,
     KEEPER_EVERY_S,
     KEEPER_NAME,
     RESUBMIT_FIRST_DELAY_S,
     RESUBMIT_MAX_DELAY_S,
+    admin_port,
     deployment_submission_id,
 )
 
 log = logging.getLogger(__name__)
-ACTIVE = ("PENDING", "RUNNING")
 # Ended as asked (stopped by the operator) or by itself without error: not brought back.
 ENDED_AS_MEANT = ("STOPPED", "SUCCEEDED")
 # Ended with an error, or said to run by a Jobs API that has not looked yet: after a head
@@ -64,7 +62,7 @@ def plan(recorded: Iterable[str], jobs: Iterable[JobView]) -> tuple[list[JobView
     latest: dict[str, JobView] = {}
     active: set[str] = set()
     for job in jobs:
-        if job.status in ACTIVE:
+        if job.status in ACTIVE_JOB_STATUSES:
             active.add(job.deployment)
         if job.start_time >= getattr(latest.get(job.deployment), "start_time", -1):
             latest[job.deployment] = job
@@ -106,7 +104,11 @@ def job_views(jobs: Iterable[Any], alive_nodes: set[str]) -> list[JobView]:
         if DEPLOYMENT_METADATA_KEY not in (job.metadata or {}) or not job.submission_id:
             continue
         status = str(getattr(job.status, "value", job.status))
-        if status in ACTIVE and job.driver_node_id and job.driver_node_id not in alive_nodes:
+        if (
+            status in ACTIVE_JOB_STATUSES
+            and job.driver_node_id
+            and job.driver_node_id not in alive_nodes
+        ):
             status = "LOST"
         deployment = job.metadata[DEPLOYMENT_METADATA_KEY]
         views.append(JobView(job.submission_id, deployment, status, job.start_time or 0))
@@ -139,9 +141,8 @@ def _authorization() -> str | None:
 
 class Keeper:
     def __init__(self) -> None:
-        self._port = int(os.environ.get(ADMIN_PORT_ENV, ADMIN_PORT))
         self._server = AdminServer(admin.answer, _authorization())
-        self._listening = asyncio.ensure_future(self._server.start("127.0.0.1", self._port))
+        self._listening = asyncio.ensure_future(self._server.start("127.0.0.1", admin_port()))
         self._backoff = Backoff()
         self._events: list[str] = []
         self._client: Any = None

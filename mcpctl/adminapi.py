@@ -21,15 +21,14 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from agent_runtime.constants import REPORT_MARKER
+from agent_runtime.constants import ACTIVE_JOB_STATUSES, REPORT_MARKER, admin_port
 from mcpctl.errors import McpError, UsageError, WrongToken
-from mcpctl.jobsapi import JobsApi, admin_port
+from mcpctl.jobsapi import JobsApi
 from mcpctl.tables import console_for
 
 # The keeper answers from what its monitor last saw, so this is only for a head under load.
 ADMIN_TIMEOUT_S = 15.0
 JOB_TIMEOUT_S = 120.0
-ACTIVE = ("PENDING", "RUNNING")
 
 
 class _NotListening(Exception):
@@ -93,7 +92,7 @@ def _one_shot_job(api: JobsApi, request: dict[str, str]) -> dict[str, Any]:
     deadline = time.monotonic() + JOB_TIMEOUT_S
     try:
         with _waiting(f"asking the cluster, and starting its keeper (job {submission_id})"):
-            while client.get_job_status(submission_id) in ACTIVE:
+            while client.get_job_status(submission_id) in ACTIVE_JOB_STATUSES:
                 if time.monotonic() > deadline:
                     client.stop_job(submission_id)
                     raise McpError(f"job {submission_id} did not finish")

@@ -11,13 +11,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from agent_runtime.constants import READY_MARKER, REFUSED_MARKER
+from agent_runtime.constants import ACTIVE_JOB_STATUSES, READY_MARKER, REFUSED_MARKER
 from mcpctl.errors import McpError, UsageError
 from mcpctl.jobsapi import JobsApi
 from mcpctl.progress import elapsed_text
 from mcpctl.tables import console_for
 
-ACTIVE = ("PENDING", "RUNNING")
 POLL_SECONDS = 0.5
 # The runtime's names (agent_runtime/supervisor.py): actor `<deployment>.<agent>.<index>.<n>`
 # of class Replica, and the call the supervisor waits on, which runs the agent's setup().
@@ -144,7 +143,7 @@ def wait_until_ready(
                 return reporter.elapsed()
             job_status = client.get_job_status(submission_id)
             status = str(getattr(job_status, "value", job_status))
-            if status not in ACTIVE:
+            if status not in ACTIVE_JOB_STATUSES:
                 raise _ended(client.get_job_logs(submission_id), submission_id, status)
             replicas = _replicas(api, deployment) if status == "RUNNING" else None
             reporter.update(stage(status, wanted, replicas, node_names))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_runtime.constants import ADMIN_PORT, ADMIN_PORT_ENV
+from agent_runtime.constants import admin_port
 from mcpctl.errors import McpError, NoToken, TunnelFailed, UsageError, WrongToken
 from mcpctl.raytoken import HEAD_TOKEN_PATH, cache_path, cached_token, fetch_token
 from mcpctl.specsource import find_spec
@@ -97,11 +97,6 @@ class _Answering:
                 raise McpError(f"the Ray Jobs API at {self._api.address}: {error}") from None
 
         return call
-
-
-def admin_port() -> int:
-    """The keeper's admin port on the head (agent_runtime.constants; $MCP_ADMIN_PORT moves it)."""
-    return int(os.environ.get(ADMIN_PORT_ENV, ADMIN_PORT))
 
 
 def reach(args: argparse.Namespace) -> JobsApi:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_runtime.constants import (
+    ACTIVE_JOB_STATUSES,
     DEPLOYMENT_METADATA_KEY,
     INGRESS_MARKER,
     INGRESS_TOKEN_DIGEST_ENV,
@@ -29,7 +30,6 @@ from mcpctl.errors import McpError, UsageError
 from mcpctl.jobsapi import JobsApi, reach
 from mcpctl.tables import Cell, CellValue, Column, is_terminal, print_table
 
-ACTIVE = ("PENDING", "RUNNING")
 # Ray ids are 56 hex digits for a node; the runtime's own lines show their first 12.
 SHORT_ID = 12
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -50,7 +50,7 @@ def _deployment_jobs(client: Any, name: str | None = None) -> list[Any]:
 
 
 def _active_job(client: Any, name: str) -> Any:
-    active = [job for job in _deployment_jobs(client, name) if job.status in ACTIVE]
+    active = [job for job in _deployment_jobs(client, name) if job.status in ACTIVE_JOB_STATUSES]
     if not active:
         raise UsageError(f"no running deployment named {name!r} (see 'mcpctl agents list')")
     return active[-1]
@@ -70,7 +70,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.agents_file)  # validate here: exit 2 before anything is submitted
     api, client = _connect(args)
-    running = [job for job in _deployment_jobs(client) if job.status in ACTIVE]
+    running = [job for job in _deployment_jobs(client) if job.status in ACTIVE_JOB_STATUSES]
     if any(job.metadata[DEPLOYMENT_METADATA_KEY] == spec.name for job in running):
         raise UsageError(f"deployment {spec.name!r} is already running; stop it first")
     if spec.ingress is not None and spec.ingress.port:
@@ -121,7 +121,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def _stopped_if_running(client: Any, submission_id: str, error: McpError) -> McpError:
     """A deployment that did not come up is not left holding the cluster's resources."""
-    if client.get_job_status(submission_id) not in ACTIVE:
+    if client.get_job_status(submission_id) not in ACTIVE_JOB_STATUSES:
         return error
     client.stop_job(submission_id)
     error.args = (f"{error}\nstopped job {submission_id}: nothing of it is left running",)
@@ -224,7 +224,11 @@ def _send_target(args: argparse.Namespace) -> tuple[str, str, list[str]]:
             raise UsageError("with --gateway, name the agent as DEPLOYMENT/AGENT")
         return deployment, agent, args.gateway
     _, client = _connect(args)
-    running = [job for job in _deployment_jobs(client, deployment or None) if job.status in ACTIVE]
+    running = [
+        job
+        for job in _deployment_jobs(client, deployment or None)
+        if job.status in ACTIVE_JOB_STATUSES
+    ]
     logs = [client.get_job_logs(job.submission_id) for job in running]
     ingresses = [_ingress_in(text) for text in logs]
     served = [ingress for ingress in ingresses if ingress and agent in ingress["agents"]]
@@ -322,7 +326,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             else "",
         }
         for job in _deployment_jobs(client)
-        if args.all or job.status in ACTIVE
+        if args.all or job.status in ACTIVE_JOB_STATUSES
     ]
     if args.output == "json":
         _print_json(rows)
@@ -338,7 +342,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     job = _active_job(client, args.name)
     client.stop_job(job.submission_id)
     deadline = time.monotonic() + args.timeout
-    while client.get_job_status(job.submission_id) in ACTIVE:
+    while client.get_job_status(job.submission_id) in ACTIVE_JOB_STATUSES:
         if time.monotonic() > deadline:
             raise McpError(f"{args.name}: job {job.submission_id} still stopping")
         time.sleep(0.5)
