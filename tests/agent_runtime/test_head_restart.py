@@ -81,13 +81,17 @@ class Head:
 
     def kill(self) -> int:
         """SIGKILL to every process of this head at once; how many there were."""
-        mine = []
+        found: dict[int, psutil.Process] = {}
         for process in psutil.process_iter():
             try:
                 if process.environ().get("MCP_TEST_HEAD") == self.marker:
-                    mine.append(process)
+                    found[process.pid] = process
+                    # The raylet's agents retitle themselves (setproctitle), which hides
+                    # their environment; left alive, they hold the head's ports past a restart.
+                    found.update((child.pid, child) for child in process.children(recursive=True))
             except psutil.Error:
                 continue
+        mine = list(found.values())
         for process in mine:
             with contextlib.suppress(psutil.Error):
                 process.send_signal(signal.SIGKILL)
@@ -113,7 +117,7 @@ def head(monkeypatch, tmp_path) -> Iterator[Head]:
         shutil.rmtree(head.temp_dir, ignore_errors=True)
 
 
-def _mcpctl(capsys, head: Head, *argv: str) -> tuple[int, str]:
+def _mcpctl(head: Head, *argv: str) -> tuple[int, str]:
     # A process of its own, as an operator runs it: mcpctl sets Ray's client settings in its
     # environment, which would leak into the tests sharing this process's Ray.
     done = subprocess.run([str(VENV_BIN / "mcpctl"), *argv, "--address", head.address],
@@ -132,24 +136,22 @@ def _until(check, what: str, timeout_s: float = RECOVERY_TIMEOUT_S):
         time.sleep(1)
 
 
-def _jobs(capsys, head: Head) -> list[dict]:
-    code, out = _mcpctl(capsys, head, "agents", "list", "--all", "-o", "json")
+def _jobs(head: Head) -> list[dict]:
+    code, out = _mcpctl(head, "agents", "list", "--all", "-o", "json")
     return json.loads(out) if code == 0 else []
 
 
-def _counts(capsys, head: Head, messages: int, path: Path) -> list[int] | None:
+def _counts(head: Head, messages: int, path: Path) -> list[int] | None:
     """The counts in the replies to this many messages; None if they were not answered."""
     path.write_text('{"key": "k"}\n' * messages)
-    code, out = _mcpctl(capsys, head, "agents", "send", "phoenix/counter", "-i", str(path))
+    code, out = _mcpctl(head, "agents", "send", "phoenix/counter", "-i", str(path))
     if code != 0:
         return None
     return [json.loads(line)["result"]["count"] for line in out.splitlines()]
 
 
-def test_a_deployment_comes_back_after_its_head_and_a_stopped_one_does_not(
-    head: Head, capsys, tmp_path
-):
-    _until(lambda: _mcpctl(capsys, head, "agents", "list")[0] == 0, "the Jobs API answers", 60)
+def test_a_deployment_comes_back_after_its_head_and_a_stopped_one_does_not(head: Head, tmp_path):
+    _until(lambda: _mcpctl(head, "agents", "list")[0] == 0, "the Jobs API answers", 60)
     spec = tmp_path / "phoenix.yaml"
     spec.write_text(f"""
 name: phoenix
@@ -163,40 +165,40 @@ agents:
 """)
 
     def deployed() -> str | None:
-        code, out = _mcpctl(capsys, head, "agents", "deploy", str(spec))
+        code, out = _mcpctl(head, "agents", "deploy", str(spec))
         assert code == 0 or "try again later" in out, out  # its job agent still starting
         return out if code == 0 else None
 
     assert "ready: phoenix" in _until(deployed, "deployed", 60)
-    assert _counts(capsys, head, 30, tmp_path / "m1") == list(range(1, 31))
+    assert _counts(head, 30, tmp_path / "m1") == list(range(1, 31))
 
     # Answered by the keeper the deploy started: no job for it.
-    code, out = _mcpctl(capsys, head, "status", "-o", "json")
+    code, out = _mcpctl(head, "status", "-o", "json")
     assert code == 0 and json.loads(out)["deployments"][0]["deployment"] == "phoenix", out
-    code, out = _mcpctl(capsys, head, "agents", "cordon", "0000nosuchnode")
+    code, out = _mcpctl(head, "agents", "cordon", "0000nosuchnode")
     assert code == 2 and "matches 0 known nodes" in out, out
-    assert [job["name"] for job in _jobs(capsys, head)] == ["phoenix"]
+    assert [job["name"] for job in _jobs(head)] == ["phoenix"]
 
     assert head.kill() > 5  # GCS, raylet, dashboard, agents, driver, supervisor, replica...
     head.start()
 
     def back() -> bool:
-        running = [job for job in _jobs(capsys, head) if job["status"] == "RUNNING"]
-        code, _ = _mcpctl(capsys, head, "agents", "status", "phoenix")
+        running = [job for job in _jobs(head) if job["status"] == "RUNNING"]
+        code, _ = _mcpctl(head, "agents", "status", "phoenix")
         return len(running) == 1 and code == 0
 
     _until(back, "phoenix running again by itself")
     # Every acknowledged message is in the restored state, and none counted twice.
-    counts = _until(lambda: _counts(capsys, head, 1, tmp_path / "m2"), "an answer", 30)
+    counts = _until(lambda: _counts(head, 1, tmp_path / "m2"), "an answer", 30)
     assert counts == [31]
-    code, out = _mcpctl(capsys, head, "agents", "logs", "phoenix")
+    code, out = _mcpctl(head, "agents", "logs", "phoenix")
     assert "MCP-READY phoenix: 1 replicas" in out, out
 
-    code, out = _mcpctl(capsys, head, "agents", "stop", "phoenix")
+    code, out = _mcpctl(head, "agents", "stop", "phoenix")
     assert code == 0, out
     head.kill()
     head.start()
-    _until(lambda: _mcpctl(capsys, head, "status", "-o", "json")[0] == 0, "the keeper is back")
+    _until(lambda: _mcpctl(head, "status", "-o", "json")[0] == 0, "the keeper is back")
     time.sleep(8)  # a few of the keeper's rounds
-    statuses = [job["status"] for job in _jobs(capsys, head)]
+    statuses = [job["status"] for job in _jobs(head)]
     assert "RUNNING" not in statuses and "PENDING" not in statuses, statuses

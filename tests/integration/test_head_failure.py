@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> Iterator[tuple[recovery.Sandbox, list[str], str]]:
+def deployed(tmp_path_factory) -> Iterator[tuple[recovery.Sandbox, str]]:
     with pytest.MonkeyPatch.context() as patch:
         # Recorded here, so the sandbox's settings (which the drill sets) are undone after.
         for name, value in recovery.SANDBOX_ENV.items():
@@ -27,12 +27,12 @@ def deployed(tmp_path_factory) -> Iterator[tuple[recovery.Sandbox, list[str], st
         for name in ("MCP_SPEC", "MCP_RAY_ADDRESS", "MCP_RAY_TOKEN", "MCP_RAY_TOKEN_FILE"):
             patch.delenv(name, raising=False)
         with recovery.sandbox_cluster(keep=False) as sandbox:
-            urls, token = recovery.deploy_example(tmp_path_factory.mktemp("drill"))
-            yield sandbox, urls, token
+            token = recovery.deploy_example(tmp_path_factory.mktemp("drill"))
+            yield sandbox, token
 
 
 def test_four_faults_lose_no_deployment_and_no_acknowledged_message(deployed) -> None:
-    sandbox, _, token = deployed
+    sandbox, token = deployed
     # Each drill waits, up to its timeout, for an acknowledgement of a message sent after
     # the fault and for the deployment to run again: a TimeoutError otherwise.
     drilled = recovery.drill_all(sandbox, token, rate=20)
