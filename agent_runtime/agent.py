@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,20 @@ class Agent:
 
     def set_state(self, state: Any) -> None:
         self.state = state
+
+    def export_keys(self, leaving: Callable[[str], bool]) -> dict[str, Any]:
+        """Remove and return the state of the routing keys for which `leaving(key)` holds:
+        an autoscaled keyed agent's keys that now belong to another replica, which gets
+        them through `import_keys`. The default suits per-key state kept in `self.state`
+        as {message.key: value}; override both for another layout."""
+        moved = {key: value for key, value in self.state.items() if leaving(key)}
+        for key in moved:
+            del self.state[key]
+        return moved
+
+    def import_keys(self, states: dict[str, Any]) -> None:
+        """Take over the keys another replica exported (see `export_keys`)."""
+        self.state.update(states)
 
 
 def load_agent_class(import_path: str) -> type[Agent]:

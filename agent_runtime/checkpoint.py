@@ -23,6 +23,11 @@ class Checkpoint:
     # answered from here instead of being applied to the state twice.
     recent: dict[str, Any] = field(default_factory=dict)
     processed: int = 0
+    # A keyed agent that autoscales: the replica weights of the ring its keys were last
+    # handed over by (None: never), and the routing key of each recent id, so both move
+    # with the keys (a restarted replica answers Moved for keys it gave away).
+    ring: dict[str, float] | None = None
+    recent_keys: dict[str, str] = field(default_factory=dict)
 
 
 def _key(deployment: str, agent: str, replica: int) -> bytes:

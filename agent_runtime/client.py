@@ -21,15 +21,8 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from agent_runtime import placement
 from agent_runtime.agent import Message
-from agent_runtime.constants import (
-    GROUP_REFRESH_S,
-    NAMESPACE,
-    REDELIVERY_DEADLINE_S,
-    REDELIVERY_FIRST_DELAY_S,
-    REDELIVERY_MAX_DELAY_S,
-    supervisor_name,
-)
-from agent_runtime.routing import Backpressure, Router
+from agent_runtime.constants import GROUP_REFRESH_S, NAMESPACE, supervisor_name
+from agent_runtime.routing import Backpressure, Moved, Redelivery, Router
 from agent_runtime.spec import AgentSpec, DeploymentSpec
 from agent_runtime.supervisor import Supervisor
 
@@ -100,7 +93,10 @@ class AgentGroup:
         The id is kept across redeliveries so the replica can tell a retry from new work.
         """
         message = Message(message_id or self.new_id(), payload, key or self.key_of(payload))
-        return await self._deliver(message.key, "handle", message)
+        again = Redelivery()
+        while isinstance(result := await self._deliver(message.key, "handle", message), Moved):
+            await self._after_moved(again)
+        return result
 
     async def call_many(
         self, payloads: list[Any], *, message_ids: list[str] | None = None
@@ -116,10 +112,6 @@ class AgentGroup:
             await self.refresh()
         ids = message_ids or [self.new_id() for _ in payloads]
         messages = [Message(i, p, self.key_of(p)) for i, p in zip(ids, payloads, strict=True)]
-        by_owner: dict[str | None, list[int]] = {}
-        for i, message in enumerate(messages):
-            owner = None if message.key is None else self._router.owner(message.key)
-            by_owner.setdefault(owner, []).append(i)
         results: list[Any] = [None] * len(messages)
 
         async def send(owner: str | None, indexes: list[int]) -> None:
@@ -130,15 +122,31 @@ class AgentGroup:
             for i, answer in zip(indexes, answers, strict=True):
                 results[i] = answer
 
-        await asyncio.gather(*(send(owner, indexes) for owner, indexes in by_owner.items()))
-        return results
+        todo, again = list(range(len(messages))), Redelivery()
+        while True:
+            by_owner: dict[str | None, list[int]] = {}
+            for i in todo:
+                key = messages[i].key
+                by_owner.setdefault(None if key is None else self._router.owner(key), []).append(i)
+            await asyncio.gather(*(send(owner, indexes) for owner, indexes in by_owner.items()))
+            todo = [i for i in todo if isinstance(results[i], Moved)]
+            if not todo:
+                return results
+            await self._after_moved(again)
+
+    async def _after_moved(self, again: Redelivery) -> None:
+        """A replica said a key is no longer its own (autoscaling moved it): ask the
+        supervisor for the ring again, after a pause, until the deadline."""
+        if again.expired():
+            raise Backpressure("a key kept moving between replicas past the deadline")
+        await again.pause()
+        await self.refresh()
 
     async def _deliver(self, key: str | None, method: str, argument: Any) -> Any:
         if not self._handles:
             await self.refresh()
         self._refresh_if_stale()
-        deadline = time.monotonic() + REDELIVERY_DEADLINE_S
-        delay = REDELIVERY_FIRST_DELAY_S
+        again = Redelivery()
         while True:
             async with self._router.slot(key) as replica_id:
                 actor_method = getattr(self._handles[replica_id], method)
@@ -147,10 +155,9 @@ class AgentGroup:
                 except (ActorDiedError, ActorUnavailableError):
                     # The supervisor replaced this replica (drain) or Ray gave up on it; the
                     # new handle comes from the supervisor.
-                    if time.monotonic() > deadline:
+                    if again.expired():
                         raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, REDELIVERY_MAX_DELAY_S)
+            await again.pause()
             await self.refresh()
 
 

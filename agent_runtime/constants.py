@@ -68,6 +68,12 @@ def supervisor_name(deployment: str) -> str:
     return f"{deployment}{SUPERVISOR_SUFFIX}"
 
 
+def replica_id(agent: str, index: int) -> str:
+    """A replica's name on the hash ring: stable across re-creation, so a key keeps mapping
+    to the same replica (and its state)."""
+    return f"{agent}.{index}"
+
+
 def admin_port() -> int:
     """The keeper's admin port on the head ($MCP_ADMIN_PORT, else ADMIN_PORT)."""
     return int(os.environ.get(ADMIN_PORT_ENV, ADMIN_PORT))

@@ -9,13 +9,46 @@ import asyncio
 import bisect
 import hashlib
 import random
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from agent_runtime.constants import (
+    REDELIVERY_DEADLINE_S,
+    REDELIVERY_FIRST_DELAY_S,
+    REDELIVERY_MAX_DELAY_S,
+)
 
 
 class Backpressure(RuntimeError):
     """Every eligible replica has `max_in_flight` calls outstanding and the caller chose not
     to wait (or waited past its timeout). Slow down or add replicas."""
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A replica's answer to a keyed message whose key it has handed to `owner` (the ring
+    changed while the message was on its way): send it there instead. Not an error; the
+    message was not applied."""
+
+    owner: str
+
+
+class Redelivery:
+    """The back-off between deliveries of one message that must go again (its replica died,
+    or its key moved), within a deadline."""
+
+    def __init__(self) -> None:
+        self._deadline = time.monotonic() + REDELIVERY_DEADLINE_S
+        self._delay = REDELIVERY_FIRST_DELAY_S
+
+    def expired(self) -> bool:
+        return time.monotonic() > self._deadline
+
+    async def pause(self) -> None:
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, REDELIVERY_MAX_DELAY_S)
 
 
 def _hash(text: str) -> int:

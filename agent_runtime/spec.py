@@ -105,12 +105,6 @@ class AgentSpec(_Strict):
         scaling = self.autoscaling
         if scaling is None:
             return self
-        if self.routing_key is not None:
-            # Keys that move to another replica would have to take their state with them.
-            raise SpecFault(
-                f"autoscaling needs an unkeyed agent; this one routes by {self.routing_key!r}",
-                "size a keyed agent with 'replicas' (its keys' state stays on one replica)",
-            )
         if not scaling.min_replicas <= self.replicas <= scaling.max_replicas:
             raise SpecFault(
                 f"replicas {self.replicas} (where it starts) is outside autoscaling's "

@@ -27,6 +27,7 @@ from agent_runtime.constants import (
     READY_TIMEOUT_S,
     SCALE_EVERY_S,
     SCALE_READY_TIMEOUT_S,
+    replica_id,
 )
 from agent_runtime.ingress.gateway import Gateway
 from agent_runtime.replica import Replica
@@ -47,8 +48,7 @@ class ReplicaSlot:
 
     @property
     def replica_id(self) -> str:
-        # Stable across re-creation so a key keeps mapping to the same replica (and state).
-        return f"{self.agent.name}.{self.index}"
+        return replica_id(self.agent.name, self.index)
 
 
 @dataclass
@@ -386,8 +386,14 @@ class Supervisor:
             spare[:0] = added
             self._log(f"{name}: could not add replicas ({error})")
             return
-        slots.extend(added)
-        await self._poke_gateways()
+        try:
+            if agent.routing_key is not None:
+                # The added ones release too: a spare's checkpoint could still hold keys.
+                await self._hand_over_keys([*slots, *added], [*slots, *added])
+        finally:
+            # Even after a failed hand-over some keys are with the added replicas now.
+            slots.extend(added)
+            await self._poke_gateways()
         self._log(f"{name}: {len(slots) - len(added)} -> {len(slots)} replicas "
                   f"(load {self._load[name]:g}, target {agent.autoscaling.target_in_flight:g} "
                   "each)")  # fmt: skip
@@ -395,6 +401,8 @@ class Supervisor:
     async def _scale_down(self, name: str, target: int) -> None:
         slots = self._slots[name]
         leaving = slots[target:]
+        if slots[0].agent.routing_key is not None:
+            await self._hand_over_keys(slots, slots[:target])
         del slots[target:]
         # New messages stop going to them; then what they hold drains before they end.
         await self._poke_gateways()
@@ -406,6 +414,27 @@ class Supervisor:
         unfinished = "" if drained else f" ({DRAIN_TIMEOUT_S:g}s drain ran out)"
         self._log(f"{name}: {target + len(leaving)} -> {target} replicas "
                   f"(load {self._load[name]:g}){unfinished}")  # fmt: skip
+
+    async def _hand_over_keys(self, holders: list[ReplicaSlot], owners: list[ReplicaSlot]) -> None:
+        """Move a keyed agent's keys to the ring of `owners`, state and all, before any
+        router learns that ring: each holder answers Moved for the keys it gives away and
+        releases them once their messages in hand are done; each owner adopts what it is
+        given. Routers with the old ring meanwhile get Moved, wait and ask again, so no
+        key is ever handled in two places and none loses its state."""
+        weights = {slot.replica_id: slot.agent.weight for slot in owners}
+        started = time.monotonic()
+        released = await asyncio.gather(*(slot.handle.release.remote(weights) for slot in holders))
+        inbox: dict[str, list[Any]] = {slot.replica_id: [] for slot in owners}
+        for parcels in released:
+            for owner, parcel in parcels.items():
+                inbox[owner].append(parcel)
+        adopted = await asyncio.gather(
+            *(slot.handle.adopt.remote(weights, inbox[slot.replica_id]) for slot in owners)
+        )
+        self._log(
+            f"{owners[0].agent.name}: {sum(adopted)} keys handed over to the ring of "
+            f"{len(owners)} replicas in {(time.monotonic() - started) * 1000:.0f} ms"
+        )
 
     async def _drain(self, leaving: list[ReplicaSlot]) -> bool:
         """Until nothing is queued for these replicas at any gateway or consumer or in their

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -20,14 +19,9 @@ from typing import Any, Protocol
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from agent_runtime.agent import Message
-from agent_runtime.constants import (
-    REDELIVERY_DEADLINE_S,
-    REDELIVERY_FIRST_DELAY_S,
-    REDELIVERY_MAX_DELAY_S,
-)
 from agent_runtime.ingress.envelope import error_reply, result_reply
 from agent_runtime.ingress.stats import GatewayStats
-from agent_runtime.routing import HashRing
+from agent_runtime.routing import HashRing, Moved, Redelivery
 from agent_runtime.spec import AgentSpec, IngressSpec
 
 MAX_ERROR_CHARS = 300
@@ -45,6 +39,9 @@ def describe_failure(error: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}"[:MAX_ERROR_CHARS]
 
 
+Entry = tuple[Message, str, ReplySink, int]  # a message, its reply id, where and which reply
+
+
 class ReplicaLane:
     """The messages bound for one replica and the calls carrying them."""
 
@@ -55,7 +52,7 @@ class ReplicaLane:
         self.weight = weight
         self.pending = 0  # queued + in calls: what the capacity bounds
         self.in_calls = 0
-        self._queue: deque[tuple[Message, str, ReplySink, int]] = deque()
+        self._queue: deque[Entry] = deque()
         self._calls = 0
 
     def room(self) -> int:
@@ -83,7 +80,7 @@ class ReplicaLane:
             self.in_calls += size
             self.route.spawn(self._call(batch))
 
-    async def _call(self, batch: list[tuple[Message, str, ReplySink, int]]) -> None:
+    async def _call(self, batch: list[Entry]) -> None:
         messages = [entry[0] for entry in batch]
         self.route.stats.batch(self.route.agent, len(messages))
         try:
@@ -95,9 +92,16 @@ class ReplicaLane:
                 sink.resolve(index, error_reply(reply_id, status, reason))
             self.route.stats.messages[(self.route.agent, "error")] += len(batch)
         else:
-            for (_, reply_id, sink, index), result in zip(batch, results, strict=True):
-                sink.resolve(index, result_reply(reply_id, result))
-            self.route.stats.messages[(self.route.agent, "ok")] += len(batch)
+            moved = []
+            for entry, result in zip(batch, results, strict=True):
+                if isinstance(result, Moved):
+                    moved.append(entry)
+                else:
+                    _, reply_id, sink, index = entry
+                    sink.resolve(index, result_reply(reply_id, result))
+            self.route.stats.messages[(self.route.agent, "ok")] += len(batch) - len(moved)
+            if moved:
+                self.route.spawn(self.route.redirect(moved, self))
         finally:
             self._calls -= 1
             self.in_calls -= len(batch)
@@ -109,16 +113,14 @@ class ReplicaLane:
         # Ray re-sends calls to a replica it restarts; a replica the supervisor replaced
         # (drained off a node) answers ActorDiedError, and its successor comes from the
         # supervisor. The same ids go again, so the replica's dedup recognises them.
-        deadline = time.monotonic() + REDELIVERY_DEADLINE_S
-        delay = REDELIVERY_FIRST_DELAY_S
+        again = Redelivery()
         while True:
             try:
                 return await self.handle.handle_many.remote(messages)
             except (ActorDiedError, ActorUnavailableError):
-                if time.monotonic() > deadline:
+                if again.expired():
                     raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, REDELIVERY_MAX_DELAY_S)
+            await again.pause()
             await self.route.refresh()
 
 
@@ -233,6 +235,33 @@ class AgentRoute:
             lane.put(message, reply_id, sink, index)
         for lane in {id(lane): lane for lane in lanes}.values():
             lane.pump()
+
+    async def redirect(self, entries: list[Entry], refused_by: ReplicaLane) -> None:
+        """Keyed messages a replica answered Moved (autoscaling is handing their keys to
+        another replica): queue each for its key's owner as soon as the ring here says
+        who that is, asking the supervisor again while it still names the refuser."""
+        again = Redelivery()
+        while True:
+            stuck: list[Entry] = []
+            lanes: dict[str, ReplicaLane] = {}
+            for entry in entries:
+                lane = self._lanes[self._ring.lookup(entry[0].key or "")]
+                if lane is refused_by:
+                    stuck.append(entry)
+                else:
+                    lane.put(*entry)
+                    lanes[lane.replica_id] = lane
+            for lane in lanes.values():
+                lane.pump()
+            if not stuck:
+                return
+            if again.expired():
+                for _, reply_id, sink, index in stuck:
+                    sink.resolve(index, error_reply(reply_id, 503, "its key is moving"))
+                return
+            await again.pause()
+            await self.refresh()
+            entries = stuck
 
     async def wait_for_room(self) -> None:
         """Until some call of this agent finishes (then try `assign` again)."""

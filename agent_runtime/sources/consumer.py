@@ -34,6 +34,7 @@ from agent_runtime.ingress.codec import JSON
 from agent_runtime.ingress.errors import ClientError
 from agent_runtime.ingress.service import ReplicaTable
 from agent_runtime.ingress.stats import GatewayStats
+from agent_runtime.routing import Moved
 from agent_runtime.sources import kafka, metrics
 from agent_runtime.sources.offsets import Offsets, PartitionProgress
 from agent_runtime.sources.spec import SourceSpec
@@ -327,6 +328,9 @@ class SourceConsumer:
         except Exception as error:
             self._dead_letter(seq, f"agent raised {describe_failure(error)}")
         else:
+            if isinstance(result, Moved):  # its key went to another replica meanwhile
+                self._retry.append(seq)
+                return
             self._write_result(seq, envelope.result_reply(entry.message.id, result))
 
     def _dead_letter(self, seq: int, reason: str) -> None:

@@ -40,6 +40,27 @@ class Recorder(Agent):
         ]
 
 
+class KeyCounter(Agent):
+    """Counts each key's messages in `self.state[key]` and answers the count with this one:
+    a key whose messages are sent one after another gets 1, 2, 3... only if its state is
+    never lost, doubled or split while autoscaling hands keys between replicas.
+    `config.sleep_s` makes each call that slow."""
+
+    async def handle_batch(self, messages: list[Message]) -> list[Any]:
+        if self.config.get("sleep_s"):
+            await asyncio.sleep(self.config["sleep_s"])
+        answers = []
+        for message in messages:
+            assert message.key is not None
+            self.state[message.key] = self.state.get(message.key, 0) + 1
+            answers.append({"count": self.state[message.key], "replica": self.context.replica})
+        return answers
+
+    async def handle(self, message: Message) -> Any:
+        (answer,) = await self.handle_batch([message])
+        return answer
+
+
 class Ledger:
     """Every message id a Recorder handled, in order, duplicates kept."""
 

@@ -97,14 +97,18 @@ def test_cli_rejects_a_bad_spec_with_exit_2(tmp_path, capsys):
             r"<string>:3: agents\[0\]: replicas 9 \(where it starts\) is outside autoscaling's "
             r"1\.\.3 — set replicas between min_replicas and max_replicas",
         ),
-        (
-            "    routing_key: host\n    autoscaling: {max_replicas: 3}\n",
-            r"<string>:3: agents\[0\]: autoscaling needs an unkeyed agent; this one routes by "
-            "'host' — size a keyed agent with 'replicas'",
-        ),
         ("    autoscaling: {}\n", r"agents\[0\]\.autoscaling\.max_replicas: required field"),
     ],
 )
 def test_autoscaling_is_checked(agent, message):
     with pytest.raises(SpecError, match=message):
         parse_spec("name: x\nagents:\n  - name: a\n    import: m:A\n" + agent)
+
+
+def test_a_keyed_agent_may_autoscale():
+    spec = parse_spec(
+        "name: x\nagents:\n  - name: a\n    import: m:A\n"
+        "    routing_key: host\n    autoscaling: {max_replicas: 3}\n"
+    )
+    (agent,) = spec.agents
+    assert agent.routing_key == "host" and agent.autoscaling.max_replicas == 3
