@@ -16,8 +16,10 @@ import pytest
 
 from agent_runtime.ingress import token_digest
 from agent_runtime.ingress.gateway import tls_context
+from agent_runtime.ingress.httpclient import GatewayError
 from agent_runtime.ingress.server import HttpServer
 from agent_runtime.ingress.service import IngressService
+from agent_runtime.ingress.streamclient import StreamClient
 from agent_runtime.ingress.websocket import FrameError, FrameParser, unmask
 from agent_runtime.spec import DeploymentSpec, IngressTls
 
@@ -41,8 +43,21 @@ class _Replica:
         return answer()
 
 
+class _StalledReplica(_Replica):
+    """Takes calls and never answers them: the messages a dying gateway leaves unanswered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[asyncio.Future[Any]] = []
+
+    def remote(self, messages: list[Any]) -> Any:
+        self.calls.append(len(messages))
+        self.held.append(asyncio.get_running_loop().create_future())
+        return self.held[-1]
+
+
 async def _serve(
-    tls: ssl.SSLContext | None = None, **limits: Any
+    tls: ssl.SSLContext | None = None, replica: _Replica | None = None, **limits: Any
 ) -> tuple[HttpServer, int, _Replica]:
     spec = DeploymentSpec.model_validate(
         {
@@ -51,7 +66,7 @@ async def _serve(
             "ingress": {"token_sha256": token_digest("t"), "limits": limits},
         }
     )
-    replica = _Replica()
+    replica = replica or _Replica()
 
     async def fetch(_agent: str) -> list:
         return [("echo.0", replica, 1.0)]
@@ -247,3 +262,54 @@ def test_tls_when_the_spec_names_a_certificate(tmp_path):
     answer, plain = asyncio.run(go())
     assert answer.startswith(b"HTTP/1.1 200") and b'"result":2' in answer
     assert not plain.startswith(b"HTTP/1.1 200")  # plain HTTP on a TLS port gets nowhere
+
+
+def test_the_stream_client_fails_over_and_sends_again_what_was_unanswered():
+    async def go():
+        dying, dying_port, stalled = await _serve(replica=_StalledReplica())
+        other, other_port, _ = await _serve()
+        urls = [f"http://127.0.0.1:{dying_port}", f"http://127.0.0.1:{other_port}"]
+        async with StreamClient(urls, "t", "d", "echo", window=64, timeout_s=10) as client:
+            sends = [asyncio.ensure_future(client.send({"n": i}, f"m{i}")) for i in range(50)]
+            # All in the dying gateway's hands (in its calls or queued behind them), none
+            # answered.
+            async with asyncio.timeout(10):
+                while not stalled.calls:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            await dying.stop()
+            replies = await asyncio.gather(*sends)
+            state = (client.failovers, client.url, urls[1])
+        await other.stop()
+        for call in stalled.held:
+            call.cancel()
+        await asyncio.sleep(0)
+        return replies, state
+
+    replies, (failovers, url, second) = asyncio.run(go())
+    assert [reply["id"] for reply in replies] == [f"m{i}" for i in range(50)]
+    assert [reply["result"] for reply in replies] == [{"n": i} for i in range(50)]
+    assert failovers == 1 and url == second
+
+
+def test_the_stream_client_names_a_refusal_and_gives_up_when_no_gateway_answers():
+    async def go():
+        server, port, replica = await _serve()
+        url = f"http://127.0.0.1:{port}"
+        async with StreamClient([url], "wrong", "d", "echo") as client:
+            with pytest.raises(GatewayError) as refused:
+                await client.send({"n": 1})
+        async with StreamClient([url], "t", "d", "nope") as client:
+            with pytest.raises(GatewayError) as unknown:
+                await client.send({"n": 1})
+        await server.stop()
+        await asyncio.sleep(0.05)
+        async with StreamClient([url], "t", "d", "echo", retry_for_s=0.5) as client:
+            with pytest.raises(GatewayError, match=r"no gateway took the stream in 0\.5s"):
+                await client.send({"n": 1})
+        return refused.value, unknown.value, replica.calls
+
+    refused, unknown, calls = asyncio.run(go())
+    assert refused.status == 401 and "HTTP 401" in str(refused)
+    assert unknown.status == 404 and "nope" in str(unknown)
+    assert calls == []
