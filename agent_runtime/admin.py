@@ -1,5 +1,6 @@
 """The operator's questions to the running runtime: `mcpctl status`, `agents status`, `cordon`
-and `uncordon`, as one request shape {"action": "report" | "cordon" | "uncordon", "node": ...,
+and `uncordon`, and upgrade.yml's `checkpoint` before it restarts the whole cluster, as one
+request shape {"action": "report" | "cordon" | "uncordon" | "checkpoint", "node": ...,
 "reason": ...}, answered in two ways:
 
 - by the keeper (agent_runtime.keeper), over HTTP on the head's loopback (`ADMIN_PORT`), which
@@ -25,7 +26,7 @@ import ray
 from agent_runtime import health
 from agent_runtime.constants import NAMESPACE, REPORT_MARKER, SUPERVISOR_SUFFIX
 
-ACTIONS = ("report", "cordon", "uncordon")
+ACTIONS = ("report", "cordon", "uncordon", "checkpoint")
 # A supervisor busy moving replicas answers within this, or is reported as not answering.
 SUPERVISOR_TIMEOUT_S = 10.0
 _NAME_LIMIT = 256
@@ -63,6 +64,8 @@ async def answer(request: dict[str, str]) -> dict[str, Any]:
     try:
         if request["action"] == "report":
             return await report(monitor)
+        if request["action"] == "checkpoint":
+            return {"checkpointed": await checkpoint_all()}
         if request["action"] == "cordon":
             return {"cordoned": await monitor.cordon.remote(request["node"], request["reason"])}
         return {"uncordoned": await monitor.uncordon.remote(request["node"])}
@@ -74,11 +77,7 @@ async def report(monitor: Any) -> dict[str, Any]:
     """Every node with its health and the replicas on it, and every running deployment. The
     monitor probes each second, so its last round is at most that old."""
     nodes = await monitor.report.remote()
-    names = [
-        actor["name"]
-        for actor in ray.util.list_named_actors(all_namespaces=True)
-        if actor["namespace"] == NAMESPACE and actor["name"].endswith(SUPERVISOR_SUFFIX)
-    ]
+    names = _supervisor_names()
     deployments = await asyncio.gather(*(_deployment_status(name) for name in names))
     for node in nodes.values():
         node["agents"] = [
@@ -90,6 +89,32 @@ async def report(monitor: Any) -> dict[str, Any]:
     for deployment in deployments:
         deployment.pop("nodes", None)
     return {"nodes": list(nodes.values()), "deployments": list(deployments)}
+
+
+def _supervisor_names() -> list[str]:
+    return [
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["namespace"] == NAMESPACE and actor["name"].endswith(SUPERVISOR_SUFFIX)
+    ]
+
+
+async def checkpoint_all() -> dict[str, int | str]:
+    """Every running deployment's replicas checkpointed: how many per deployment, or why not."""
+
+    async def one(supervisor_name: str) -> int | str:
+        try:
+            supervisor = ray.get_actor(supervisor_name, namespace=NAMESPACE)
+            return await asyncio.wait_for(supervisor.checkpoint.remote(), SUPERVISOR_TIMEOUT_S)
+        except Exception as error:  # a deployment going away meanwhile
+            return f"{type(error).__name__}: {error}"[:500]
+
+    names = _supervisor_names()
+    counts = await asyncio.gather(*(one(name) for name in names))
+    return {
+        name.removesuffix(SUPERVISOR_SUFFIX): count
+        for name, count in zip(names, counts, strict=True)
+    }
 
 
 async def _deployment_status(supervisor_name: str) -> dict[str, Any]:

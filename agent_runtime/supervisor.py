@@ -503,6 +503,14 @@ class Supervisor:
             for agent in self._spec.agents
         ]
 
+    async def checkpoint(self) -> int:
+        """Checkpoint every replica now (before a whole-cluster restart); how many did."""
+        done = await asyncio.gather(
+            *(slot.handle.checkpoint.remote() for slot in self._all_slots()),
+            return_exceptions=True,
+        )
+        return sum(1 for result in done if not isinstance(result, BaseException))
+
     async def stop(self, purge: bool = False) -> int:
         """Checkpoint and end every replica; `purge` also deletes the checkpoints, so a
         later deployment of the same name starts from fresh state."""

@@ -3,11 +3,12 @@ messages to the operations pipeline's detector through the ingress.
 
     .venv/bin/python -m bench.recovery [--rate 20] [--keep]
 
-It brings up a sandbox of its own (mcp-recovery, 3 nodes), deploys the cluster and the
-operations example (its detector checkpointing every message, so that an acknowledged
-message is in the checkpoint before its reply leaves), then, one after another, each fault
-once the deployment is back from the one before:
+It brings up a sandbox of its own (mcp-recovery, 3 nodes), deploys the cluster on an older
+Ray (UPGRADE_FROM_RAY, 2.58.0) and the operations example (its detector checkpointing every
+message, so that an acknowledged message is in the checkpoint before its reply leaves), then,
+one after another, each once the deployment is back from the one before:
 
+    ray_upgrade         `mcpctl upgrade` to the spec's Ray: a whole-cluster restart
     head_gcs_kill       kill -9 of the GCS on the head
     head_raylet_kill    kill -9 of the head's raylet
     head_restart        a restart of the head's container
@@ -15,18 +16,19 @@ once the deployment is back from the one before:
 
 A fault's recovery time runs from the fault to the first acknowledgement of a message sent
 at least GRACE_S after it (so not one already in flight); a worker's rejoin time, to the
-moment Ray has that node alive again. At the end, the detector's replicas' processed
+moment Ray has that node alive again; the upgrade's downtime is the longest stretch without
+an acknowledgement while it ran. At the end, the detector's replicas' processed
 counters (restored from their checkpoints) against the messages acknowledged: fewer would
 be an acknowledged message lost. The integration test tests/integration/test_head_failure.py
 runs the same drill and asserts on what it finds; this prints the figures: a table and,
 last, one line of JSON with head_gcs_kill_recovery_s, head_restart_recovery_s,
-worker_rejoin_s, ray_upgrade_downtime_s (null: a Ray version change is not drilled here),
-deployments_lost and acknowledged_lost.
+worker_rejoin_s, ray_upgrade_downtime_s, deployments_lost and acknowledged_lost.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -39,8 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from agent_runtime.examples.traffic import metric_message
 from agent_runtime.ingress.httpclient import GatewayClient, GatewayError
+from mcpctl.sandbox.wheelhouse import UPGRADE_FROM_RAY
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -93,6 +98,11 @@ class Stream:
             i += 1
             self._stop.wait(1 / self.rate)
 
+    def longest_silence(self, start: float, end: float) -> float:
+        """The longest time between acknowledgements (or `start`, `end`) within the span."""
+        moments = [start, *sorted(t for t in self.acked.values() if start < t < end), end]
+        return max(later - earlier for earlier, later in itertools.pairwise(moments))
+
     def first_ack_sent_after(self, moment: float) -> float | None:
         times = [self.acked[key] for key, sent in self.sent.items() if sent >= moment
                  and key in self.acked]  # fmt: skip
@@ -116,6 +126,19 @@ class Sandbox:
         from mcpctl.sandbox.paths import SandboxLayout
 
         self.layout = SandboxLayout.default()
+
+    def nodes(self) -> list[str]:
+        from mcpctl.spec import load_spec
+
+        return [node.name for node in load_spec(self.layout.spec_file).nodes]
+
+    def older_ray_spec(self) -> Path:
+        """The sandbox's spec on UPGRADE_FROM_RAY, beside it (its relative paths hold)."""
+        spec = yaml.safe_load(self.layout.spec_file.read_text())
+        spec["ray"]["version"] = UPGRADE_FROM_RAY
+        older = self.layout.spec_file.with_name(f"cluster-ray-{UPGRADE_FROM_RAY}.yaml")
+        older.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return older
 
     def ingress_urls(self) -> list[str]:
         from mcpctl.spec import load_spec
@@ -193,6 +216,26 @@ def drill(sandbox: Sandbox, stream: Stream, name: str) -> dict[str, float | None
     return figures
 
 
+def ray_versions(sandbox: Sandbox) -> dict[str, str]:
+    """Each node's Ray as its versions fact (roles/python_env) says."""
+    fact = "cat /etc/ansible/facts.d/mcp_python.fact"
+    return {node: json.loads(sandbox.ssh(node, fact))["ray"] for node in sandbox.nodes()}
+
+
+def upgrade(sandbox: Sandbox, stream: Stream) -> dict[str, Any]:
+    """The spec's Ray over the older one the cluster was deployed with, under traffic."""
+    started = time.monotonic()
+    _step("upgrade", "-f", str(sandbox.layout.spec_file))
+    finished = time.monotonic()
+    wait(deployment_running, f"ray_upgrade: {DEPLOYMENT} running")
+    acked = wait(lambda: stream.first_ack_sent_after(finished), "ray_upgrade: an ack after it")
+    return {
+        "downtime_s": round(stream.longest_silence(started, acked), 1),
+        "upgrade_s": round(finished - started, 1),
+        "ray": ray_versions(sandbox),
+    }
+
+
 def processed_by_detector() -> int:
     report = mcpctl_json("agents", "status", DEPLOYMENT)
     (deployment,) = report["deployments"]
@@ -209,11 +252,15 @@ def drill_all(sandbox: Sandbox, token: str, rate: float) -> dict[str, Any]:
     before = wait(lambda: processed_by_detector() + 1, "the detector's counters", 60) - 1
     with stream.running():
         wait(lambda: stream.acked, "the first acknowledgement", 60)
+        results["ray_upgrade"] = upgrade(sandbox, stream)
+        time.sleep(3)
         for name in FAULTS:
             results[name] = drill(sandbox, stream, name)
             time.sleep(3)  # some steady traffic between faults
     processed = wait(processed_by_detector, "the detector's counters", 60) - before
-    return {"faults": results, "sent": len(stream.sent), "acked": len(stream.acked),
+    upgraded = results.pop("ray_upgrade")
+    return {"faults": results, "upgrade": upgraded,
+            "sent": len(stream.sent), "acked": len(stream.acked),
             "refused": stream.refused, "processed": processed}  # fmt: skip
 
 
@@ -245,7 +292,7 @@ def sandbox_cluster(keep: bool) -> Iterator[Sandbox]:
     try:
         _step("sandbox", "up", "--nodes", "3")
         sandbox = Sandbox()
-        _step("deploy", "-f", str(sandbox.layout.spec_file))
+        _step("deploy", "-f", str(sandbox.older_ray_spec()))
         yield sandbox
     finally:
         if not keep:
@@ -260,7 +307,8 @@ def figures(drilled: dict[str, Any]) -> dict[str, Any]:
     return {
         **{f"{fault}_recovery_s": of(fault) for fault in FAULTS},
         "worker_rejoin_s": of("worker_raylet_kill", "rejoin_s"),
-        "ray_upgrade_downtime_s": None,
+        "ray_upgrade_downtime_s": drilled["upgrade"]["downtime_s"],
+        "ray_upgrade_s": drilled["upgrade"]["upgrade_s"],
         "deployments_lost": 0 if deployment_running() else 1,
         "acknowledged_lost": max(0, drilled["acked"] - drilled["processed"]),
         "sent": drilled["sent"],

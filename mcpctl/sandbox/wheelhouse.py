@@ -29,11 +29,15 @@ REQUIREMENTS = (
     "setuptools",
     "wheel",
 )
+# An older Ray, with what it needs, beside the current: upgrades are tested from it
+# (bench/recovery.py). A separate download, since one resolution cannot hold two.
+UPGRADE_FROM_RAY = "2.58.0"
+OLDER_REQUIREMENTS = (f"ray[default]=={UPGRADE_FROM_RAY}",)
 NODE_PYTHON = (3, 11)
 
 
 def _stamp_name() -> str:
-    digest = hashlib.sha256("\n".join(REQUIREMENTS).encode()).hexdigest()[:12]
+    digest = hashlib.sha256("\n".join(REQUIREMENTS + OLDER_REQUIREMENTS).encode()).hexdigest()[:12]
     return f".filled-{digest}"
 
 
@@ -55,6 +59,14 @@ def fill(layout: SandboxLayout) -> None:
         f"filling the wheelhouse {layout.wheelhouse} (once; ray and torch are large)",
         file=sys.stderr,
     )
+    for requirements in (REQUIREMENTS, OLDER_REQUIREMENTS):
+        _download(layout, requirements)
+    for stale in layout.wheelhouse.glob(".filled-*"):
+        stale.unlink()
+    (layout.wheelhouse / _stamp_name()).touch()
+
+
+def _download(layout: SandboxLayout, requirements: tuple[str, ...]) -> None:
     download = subprocess.run(
         [
             sys.executable,
@@ -65,7 +77,7 @@ def fill(layout: SandboxLayout) -> None:
             "--only-binary=:all:",
             "--dest",
             str(layout.wheelhouse),
-            *REQUIREMENTS,
+            *requirements,
         ],
         capture_output=True,
         text=True,
@@ -74,6 +86,3 @@ def fill(layout: SandboxLayout) -> None:
     if download.returncode != 0:
         errors = [line for line in download.stderr.splitlines() if "is ignored" not in line]
         raise McpError("pip download for the wheelhouse failed:\n" + "\n".join(errors[-15:]))
-    for stale in layout.wheelhouse.glob(".filled-*"):
-        stale.unlink()
-    (layout.wheelhouse / _stamp_name()).touch()

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from mcpctl import adminapi
 from mcpctl.cli import main
+from mcpctl.jobsapi import JobsApi
 
 pytestmark = pytest.mark.ray
 
@@ -186,6 +188,11 @@ def test_deploy_list_status_logs_stop(jobs_cluster, capsys, monkeypatch, tmp_pat
     assert code == 0 and "MCP-READY ops: 5 replicas" in out
     # Ray colours the workers' prefixes, and the runtime names nodes by id: neither here.
     assert "\x1b" not in out and node not in out
+
+    # What upgrade.yml asks the keeper before a whole-cluster restart.
+    assert adminapi.ask(JobsApi(address, token), {"action": "checkpoint"}) == {
+        "checkpointed": {"ops": 5}
+    }
 
     code, out = _mcpctl(capsys, address, "agents", "stop", "ops")
     assert code == 0, out

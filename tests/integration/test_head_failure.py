@@ -1,7 +1,8 @@
-"""A sandbox of its own with the operations pipeline behind the ingress, under a steady
-stream of messages through it, and four faults in turn: kill -9 of the head's GCS, of the
-head's raylet, a restart of the head's container, kill -9 of a worker's raylet. After each
-the cluster and the deployment are back by themselves (the keeper resubmits it; its replicas
+"""A sandbox of its own, deployed on an older Ray, with the operations pipeline behind the
+ingress, under a steady stream of messages through it: `mcpctl upgrade` to the spec's Ray (a
+whole-cluster restart), then four faults in turn: kill -9 of the head's GCS, of the head's
+raylet, a restart of the head's container, kill -9 of a worker's raylet. After each the
+cluster and the deployment are back by themselves (the keeper resubmits it; its replicas
 resume from their checkpoints), and no message that was acknowledged is missing from the
 agents' state.
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench import recovery
+from mcpctl.spec import DEFAULT_RAY_VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +33,9 @@ def deployed(tmp_path_factory) -> Iterator[tuple[recovery.Sandbox, str]]:
             yield sandbox, token
 
 
-def test_four_faults_lose_no_deployment_and_no_acknowledged_message(deployed) -> None:
+def test_an_upgrade_and_four_faults_lose_no_deployment_and_no_acknowledged_message(
+    deployed,
+) -> None:
     sandbox, token = deployed
     # Each drill waits, up to its timeout, for an acknowledgement of a message sent after
     # the fault and for the deployment to run again: a TimeoutError otherwise.
@@ -39,6 +43,7 @@ def test_four_faults_lose_no_deployment_and_no_acknowledged_message(deployed) ->
     result = recovery.figures(drilled)
 
     assert set(drilled["faults"]) == set(recovery.FAULTS)
+    assert set(drilled["upgrade"]["ray"].values()) == {DEFAULT_RAY_VERSION}, drilled["upgrade"]
     assert result["deployments_lost"] == 0
     assert drilled["acked"] > 100 and result["acknowledged_lost"] == 0, result
     # Each message is applied once: a redelivered one is answered from the replica's memory.

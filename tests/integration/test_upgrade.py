@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from mcpctl.sandbox.paths import SandboxLayout
+from mcpctl.sandbox.wheelhouse import UPGRADE_FROM_RAY
 from tests.integration.conftest import run
 
 pytestmark = pytest.mark.integration
@@ -121,7 +122,9 @@ def test_an_upgrade_to_a_missing_version_stops_no_ray(cluster: Cluster) -> None:
     assert upgrade.rc != 0, upgrade
     messages = upgrade.failure_messages()
     assert sorted(messages) == NODES, upgrade
-    assert all("(from versions: 2.60.0)" in message for message in messages.values()), messages
+    assert all(
+        f"(from versions: {UPGRADE_FROM_RAY}, 2.60.0)" in message for message in messages.values()
+    ), messages
     assert set(upgrade.changed().values()) == {0}, upgrade
     assert cluster.ray_pids() == before
 

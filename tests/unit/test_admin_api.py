@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from agent_runtime.adminserver import MAX_BODY_BYTES, MAX_HEADER_BYTES, AdminServer
+from agent_runtime.constants import ADMIN_PORT
 from mcpctl import adminapi
 from mcpctl.errors import UsageError, WrongToken
 from mcpctl.jobsapi import JobsApi
+from tests.unit.roles import defaults
 
 TOKEN = "s3cret"
 REPORT = {"nodes": [], "deployments": []}
@@ -86,7 +88,7 @@ def test_a_wrong_token_is_named(server, monkeypatch):
     [
         (b"{not json", 400, "Expecting property name"),
         (b'["report"]', 400, "send a JSON object"),
-        (b'{"action": "reboot"}', 400, "action must be one of report, cordon, uncordon"),
+        (b'{"action": "reboot"}', 400, "must be one of report, cordon, uncordon, checkpoint"),
         (b'{"action": "cordon"}', 400, "cordon needs 'node'"),
         (b'{"action": "cordon", "node": "n", "reason": 5}', 400, "'reason' must be text"),
     ],
@@ -120,3 +122,7 @@ def test_where_nothing_listens_the_request_runs_as_a_job(monkeypatch):
                         {"uncordoned": "abc"})  # fmt: skip
     assert adminapi.ask(_api(1), {"action": "uncordon", "node": "abc"}) == {"uncordoned": "abc"}
     assert asked == [{"action": "uncordon", "node": "abc"}]
+
+
+def test_upgrade_yml_asks_the_keeper_at_the_runtimes_admin_port():
+    assert defaults("agent_runtime")["agent_runtime_admin_port"] == ADMIN_PORT

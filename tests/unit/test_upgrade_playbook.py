@@ -29,13 +29,56 @@ def test_the_preflight_runs_on_every_node_before_any_drain():
     assert all("always" in task["tags"] for task in PREFLIGHT["tasks"])
     (include,) = [task for task in PREFLIGHT["tasks"] if "ansible.builtin.include_role" in task]
     assert include["ansible.builtin.include_role"]["apply"] == {"tags": ["always"]}
-    # Only the later plays drain, whatever --tags says.
-    assert [play["hosts"] for play in PLAYS[1:]] == ["mcp_head", "mcp_workers"]
-    for play in PLAYS[1:]:
-        (drain,) = play["pre_tasks"]
-        assert drain["ansible.builtin.include_tasks"]["file"] == "tasks/upgrade-drain.yml"
-        assert drain["ansible.builtin.include_tasks"]["apply"] == {"tags": ["always"]}
-        assert drain["tags"] == ["always"]
+    # Then every node installs beside the running venv; only the later plays stop Ray.
+    prepare, restart, *rolling = PLAYS[1:]
+    assert prepare["hosts"] == restart["hosts"] == "mcp_cluster"
+    (install,) = [t for t in prepare["tasks"] if t["name"].startswith("Install the release")]
+    assert install["vars"] == {"python_env_activate": False}
+    assert [play["hosts"] for play in rolling] == ["mcp_head", "mcp_workers"]
+    for play in rolling:
+        (node,) = play["tasks"]
+        assert node["ansible.builtin.include_tasks"]["file"] == "tasks/upgrade-node.yml"
+        assert node["ansible.builtin.include_tasks"]["apply"] == {"tags": ["always"]}
+        assert node["tags"] == ["always"]
+
+
+def _ray_changing(installed: dict[str, str], target: str = "2.60.0") -> list[str]:
+    restart = PLAYS[2]
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["extract"] = lambda host, hostvars, name: hostvars[host][name]
+    env.filters["unique"] = lambda items: list(dict.fromkeys(items))
+    env.tests["in"] = lambda value, container: value in container
+    expression = restart["vars"]["upgrade_ray_changing"].strip()
+    return env.compile_expression(expression.removeprefix("{{").removesuffix("}}"))(
+        ansible_play_hosts_all=list(installed),
+        hostvars={host: {"upgrade_ray_from": ray} for host, ray in installed.items()},
+        upgrade_target_ray=target,
+    )
+
+
+@pytest.mark.parametrize(
+    ("installed", "changing"),
+    [
+        ({"head": "2.60.0", "w1": "2.60.0"}, []),
+        ({"head": "2.58.0", "w1": "2.58.0"}, ["2.58.0"]),
+        # A node half-way from an earlier failed run still means a whole-cluster restart.
+        ({"head": "2.60.0", "w1": "2.58.0", "w2": "2.59.0"}, ["2.58.0", "2.59.0"]),
+        # A node never deployed has no Ray to mismatch.
+        ({"head": "2.60.0", "new": ""}, []),
+    ],
+)
+def test_a_ray_version_change_is_a_whole_cluster_restart(installed, changing):
+    assert _ray_changing(installed) == changing
+    (block,) = PLAYS[2]["tasks"]
+    assert block["when"] == "upgrade_ray_changing | length > 0"
+    names = [task["name"] for task in block["block"] if task["name"] != "Note the switch"]
+    assert names[1:] == [
+        "Checkpoint the agents",
+        "Stop Ray on every node",
+        "Switch every node to its new release",
+        "Start the head on the new Ray",
+        "Start the workers on the new Ray",
+    ]
 
 
 def refuse_task() -> dict[str, Any]:
