@@ -33,6 +33,12 @@ class GatewayError(Exception):
         self.status = status
 
 
+def split_gateway_urls(urls: Sequence[str]) -> list[urllib.parse.SplitResult]:
+    if not urls:
+        raise ValueError("no gateway URLs")
+    return [urllib.parse.urlsplit(url) for url in urls]
+
+
 class GatewayClient:
     def __init__(
         self,
@@ -43,9 +49,7 @@ class GatewayClient:
         retry_for_s: float = 30.0,
         ca_file: str | None = None,
     ) -> None:
-        if not urls:
-            raise ValueError("no gateway URLs")
-        self._urls = [urllib.parse.urlsplit(url) for url in urls]
+        self._urls = split_gateway_urls(urls)
         self._token = token
         self._timeout_s = timeout_s
         self._retry_for_s = retry_for_s

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from agent_runtime.ingress.httpclient import GatewayError
+from agent_runtime.ingress.httpclient import GatewayError, split_gateway_urls
 from agent_runtime.ingress.websocket import (
     OP_BINARY,
     OP_CLOSE,
@@ -65,11 +65,9 @@ class StreamClient:
         retry_for_s: float = 30.0,
         ca_file: str | None = None,
     ) -> None:
-        if not urls:
-            raise ValueError("no gateway URLs")
         if window < 1:
             raise ValueError("window must be at least 1")
-        self._urls = [urllib.parse.urlsplit(url) for url in urls]
+        self._urls = split_gateway_urls(urls)
         self._token = token
         self._path = f"/v1/{urllib.parse.quote(deployment)}/{urllib.parse.quote(agent)}/stream"
         self._timeout_s = timeout_s
