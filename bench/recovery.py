@@ -264,8 +264,9 @@ def drill_all(sandbox: Sandbox, token: str, rate: float) -> dict[str, Any]:
             "refused": stream.refused, "processed": processed}  # fmt: skip
 
 
-def deploy_example(spec_dir: Path) -> str:
-    """The operations example, its detector checkpointing every message; its client token."""
+def deploy_example(spec_dir: Path) -> tuple[str, list[str]]:
+    """The operations example, its detector checkpointing every message; its client token
+    and its gateways' URLs."""
     text = (REPO / "agent_runtime/examples/operations.yaml").read_text()
     marker = "    routing_key: host          # one replica sees all of a host's metrics\n"
     assert marker in text, "operations.yaml changed: update the drill"
@@ -274,7 +275,8 @@ def deploy_example(spec_dir: Path) -> str:
     done = mcpctl("agents", "deploy", str(spec), "-o", "json")
     if done.returncode != 0:
         raise RuntimeError(f"agents deploy failed:\n{done.stdout}\n{done.stderr}")
-    return Path(json.loads(done.stdout)["ingress_token_file"]).read_text().strip()
+    deployed = json.loads(done.stdout)
+    return Path(deployed["ingress_token_file"]).read_text().strip(), deployed["gateways"]
 
 
 def _step(*args: str) -> None:
@@ -333,7 +335,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
     args = parser.parse_args()
     with sandbox_cluster(args.keep) as sandbox:
-        token = deploy_example(sandbox.layout.state_dir)
+        token, _ = deploy_example(sandbox.layout.state_dir)
         result = figures(drill_all(sandbox, token, args.rate))
     print_table(result)
     print(json.dumps(result))
