@@ -76,6 +76,10 @@ def test_a_ray_version_change_is_a_whole_cluster_restart(installed, changing):
         "Checkpoint the agents",
         "Stop Ray on every node",
         "Switch every node to its new release",
+        # The new release's unit before Ray starts: the rolling plays then restart nothing.
+        "Record the versions of the new release",
+        "Read them as the Ray unit records them",
+        "Write the Ray unit of the new release",
         "Start the head on the new Ray",
         "Start the workers on the new Ray",
     ]
