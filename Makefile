@@ -66,7 +66,7 @@ molecule: venv
 	$(BIN)/mcpctl sandbox prepare
 	eval "$$($(BIN)/mcpctl sandbox env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
 	  molecule test -s common && molecule test -s nvidia_driver && molecule test -s python_env && \
-	  molecule test -s ray_cluster && molecule test -s agent_runtime && molecule test -s cluster; \
+	  molecule test -s ray_cluster && molecule test -s gcs_redis && molecule test -s agent_runtime && molecule test -s cluster; \
 	  status=$$?; $(BIN)/mcpctl sandbox down; exit $$status
 
 # The roles and playbooks as the Ansible collection mcp.cluster, in build/.
