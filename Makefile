@@ -60,6 +60,7 @@ integration: venv
 	$(BIN)/pytest tests/integration -q -m integration
 
 # Molecule's hosts live in a sandbox of their own (the scenarios' fixed addresses are in it).
+# molecule/gcs_redis is run by hand for now: its new head's start (verify) timed out under CI-like load.
 molecule: export MCP_SANDBOX_NAME = mcp-molecule
 molecule: export MCP_SANDBOX_SUBNET = 10.75.0.0/24
 molecule: venv

@@ -24,6 +24,7 @@ CLUSTER_GROUP = "mcp_cluster"
 HEAD_GROUP = "mcp_head"
 WORKERS_GROUP = "mcp_workers"
 GPU_GROUP = "mcp_gpu"
+GCS_REDIS_GROUP = "mcp_gcs_redis"
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,16 @@ def render_inventory(spec: ClusterSpec) -> dict[str, str]:
     """All inventory files, as {path relative to the inventory directory: text}."""
     hosts = {node.name: _Host(node.name, host_vars(node)) for node in spec.nodes}
     gpu_members = [_Host(node.name, {}) for node in spec.nodes if node.gpu is True]
+    redis_node = spec.ray.redis_node if spec.ray.gcs_storage == "redis" else None
+    redis_members = [_Host(node.name, {}) for node in spec.nodes if node.name == redis_node]
     groups = [
         _Group(HEAD_GROUP, [hosts[node.name] for node in spec.nodes if node.role == "head"]),
         _Group(WORKERS_GROUP, [hosts[node.name] for node in spec.nodes if node.role == "worker"]),
         # GPU hosts are defined above; listing them here only adds the group membership.
         # Nodes with gpu: auto join mcp_gpu at deploy time, once their GPUs are detected.
         _Group(GPU_GROUP, gpu_members),
+        # The node holding Redis for the GCS (ray.gcs_storage: redis); empty otherwise.
+        _Group(GCS_REDIS_GROUP, redis_members),
     ]
     return {
         HOSTS_FILE: render("inventory_hosts.yml.j2", cluster_name=spec.name, groups=groups),

@@ -39,6 +39,8 @@ DEFAULT_TORCH_VERSION = "2.13.0"
 DEFAULT_DRIVER_BRANCH = "580"
 # Where the agents' gateways listen on every node (clients outside the cluster reach it).
 DEFAULT_INGRESS_PORT = 8300
+# The GCS store's Redis (ray.gcs_storage: redis): off Redis's own 6379, which Ray's GCS takes.
+DEFAULT_REDIS_PORT = 6390
 
 # Characters a POSIX shell gives a meaning to. Names end up in shell commands, file names and
 # Ray labels on the nodes, so they are refused outright rather than quoted everywhere.
@@ -57,7 +59,7 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_LENGTH = 63
 # Groups of the rendered inventory, and Ansible's own.
 RESERVED_NODE_NAMES = frozenset(
-    {"all", "ungrouped", "mcp_cluster", "mcp_head", "mcp_workers", "mcp_gpu"}
+    {"all", "ungrouped", "mcp_cluster", "mcp_head", "mcp_workers", "mcp_gpu", "mcp_gcs_redis"}
 )
 
 
@@ -360,16 +362,25 @@ class RaySpec(_SpecModel):
     min_worker_port: Port = 10002
     max_worker_port: Port = 10999
     allowed_networks: list[Network] = Field(default_factory=list)
+    # Where the head's GCS keeps the cluster's state: rocksdb on the head's disk (survives a
+    # head restart), redis on another node (survives replacing the head machine), memory.
+    gcs_storage: Literal["rocksdb", "redis", "memory"] = "rocksdb"
+    redis_node: Annotated[str, AfterValidator(check_node_name)] | None = None
+    redis_port: Port = DEFAULT_REDIS_PORT
 
     def fixed_ports(self) -> dict[str, int]:
-        """The single-port settings, by field name (the worker range excluded)."""
-        return {
+        """The single-port settings in use, by field name (the worker range excluded)."""
+        ports = {
             "port": self.port,
             "dashboard_port": self.dashboard_port,
             "client_port": self.client_port,
             "node_manager_port": self.node_manager_port,
             "object_manager_port": self.object_manager_port,
         }
+        # Only a Redis that runs takes its port from the others.
+        if self.gcs_storage == "redis":
+            ports["redis_port"] = self.redis_port
+        return ports
 
     @model_validator(mode="after")
     def _ports_do_not_collide(self) -> RaySpec:
@@ -436,10 +447,50 @@ class ClusterSpec(_SpecModel):
 
     @model_validator(mode="after")
     def _nodes_and_ports_are_consistent(self) -> ClusterSpec:
-        faults = [*_node_faults(self.nodes), *_ssh_port_faults(self), *_ingress_port_faults(self)]
+        faults = [
+            *_node_faults(self.nodes),
+            *_ssh_port_faults(self),
+            *_ingress_port_faults(self),
+            *_redis_faults(self),
+        ]
         if faults:
             raise SpecFaults(faults)
         return self
+
+
+def _redis_faults(spec: ClusterSpec) -> Iterator[SpecFault]:
+    ray = spec.ray
+    node = ray.redis_node
+    if ray.gcs_storage != "redis":
+        if node is not None:
+            yield SpecFault(
+                f"redis_node is set but gcs_storage is {ray.gcs_storage}",
+                "set 'gcs_storage: redis' to keep the GCS state in Redis on that node, "
+                "or remove redis_node",
+                path=("ray", "redis_node"),
+            )
+        return
+    if node is None:
+        yield SpecFault(
+            "gcs_storage is redis but no redis_node says where Redis runs",
+            "set ray.redis_node to the name of a worker node",
+            path=("ray", "gcs_storage"),
+        )
+        return
+    names = {candidate.name: candidate for candidate in spec.nodes}
+    if node not in names:
+        yield SpecFault(
+            f"redis_node {node!r} is not a node of nodes:",
+            f"use the name of one of them: {', '.join(sorted(names))}",
+            path=("ray", "redis_node"),
+        )
+    elif names[node].role == "head":
+        yield SpecFault(
+            f"redis_node {node!r} is the head: the GCS state would share the head's fate",
+            "put Redis on a worker node (a new head then finds the state there), "
+            "or use 'gcs_storage: rocksdb' to keep it on the head's disk",
+            path=("ray", "redis_node"),
+        )
 
 
 def _ingress_port_faults(spec: ClusterSpec) -> Iterator[SpecFault]:

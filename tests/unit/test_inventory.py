@@ -54,7 +54,8 @@ def test_groups_and_host_vars(tmp_path: Path):
     hosts = yaml.safe_load(render_inventory(spec)[HOSTS_FILE])
 
     groups = hosts["mcp_cluster"]["children"]
-    assert list(groups) == ["mcp_head", "mcp_workers", "mcp_gpu"]
+    assert list(groups) == ["mcp_head", "mcp_workers", "mcp_gpu", "mcp_gcs_redis"]
+    assert hosts_of(groups["mcp_gcs_redis"]) == []  # gcs_storage rocksdb: no Redis node
     assert hosts_of(groups["mcp_head"]) == ["head"]
     assert hosts_of(groups["mcp_workers"]) == ["w1", "w2"]
     assert hosts_of(groups["mcp_gpu"]) == ["w1"]  # gpu: auto nodes are grouped at deploy time
@@ -102,6 +103,27 @@ def test_group_vars(tmp_path: Path):
     assert group_vars["mcp_python_index_url"] is None
     assert group_vars["mcp_nvidia_driver_branch"] == "580"
     assert list(group_vars) == sorted(group_vars, key=lambda key: (key.startswith("mcp_"), key))
+
+
+def test_redis_node_is_grouped_and_the_store_named(tmp_path: Path):
+    spec = parse_spec(VALID_SPEC + "ray:\n  gcs_storage: redis\n  redis_node: node2\n")
+
+    files = render_inventory(spec)
+    groups = yaml.safe_load(files[HOSTS_FILE])["mcp_cluster"]["children"]
+    group_vars = yaml.safe_load(files[GROUP_VARS_FILE])
+
+    assert groups["mcp_gcs_redis"]["hosts"] == {"node2": {}}
+    assert hosts_of(groups["mcp_workers"]) == ["node2", "node3"]  # still a worker
+    assert group_vars["mcp_ray_gcs_storage"] == "redis"
+    assert group_vars["mcp_ray_redis_node"] == "node2"
+    assert group_vars["mcp_ray_redis_port"] == 6390
+
+
+def test_default_store_is_rocksdb_without_redis(tmp_path: Path):
+    group_vars = yaml.safe_load(render_inventory(parse_spec(VALID_SPEC))[GROUP_VARS_FILE])
+
+    assert group_vars["mcp_ray_gcs_storage"] == "rocksdb"
+    assert group_vars["mcp_ray_redis_node"] is None
 
 
 def test_without_known_hosts_or_jump_host_checking_stays_strict(tmp_path: Path):
@@ -234,7 +256,12 @@ def test_ansible_inventory_accepts_the_output(in_tmp: Path, write_spec, run_cli)
     assert completed.returncode == 0, completed.stderr
     assert "WARNING" not in completed.stderr, completed.stderr
     listing = json.loads(completed.stdout)
-    assert listing["mcp_cluster"]["children"] == ["mcp_head", "mcp_workers", "mcp_gpu"]
+    assert listing["mcp_cluster"]["children"] == [
+        "mcp_head",
+        "mcp_workers",
+        "mcp_gpu",
+        "mcp_gcs_redis",
+    ]
     assert listing["mcp_workers"]["hosts"] == ["w1", "w2"]
     assert listing["mcp_gpu"]["hosts"] == ["w1"]
     head = listing["_meta"]["hostvars"]["head"]
@@ -248,5 +275,5 @@ def test_every_inventory_group_is_a_reserved_node_name():
     from mcpctl.spec import RESERVED_NODE_NAMES
 
     groups = {inventory.CLUSTER_GROUP, inventory.HEAD_GROUP}
-    groups |= {inventory.WORKERS_GROUP, inventory.GPU_GROUP}
+    groups |= {inventory.WORKERS_GROUP, inventory.GPU_GROUP, inventory.GCS_REDIS_GROUP}
     assert groups <= RESERVED_NODE_NAMES

@@ -29,6 +29,14 @@ NODE = {
     "ansible_facts": {"processor_vcpus": 4},
     "ray_cluster_versions": {"python": "3.11.2", "ray": "2.60.0", "torch": "2.13.0+cpu"},
     "ray_cluster_firewall_sources": ["10.0.0.1"],
+    "groups": {},
+}
+# ray.gcs_storage: redis, with Redis on node2.
+REDIS = {
+    "mcp_ray_gcs_storage": "redis",
+    "mcp_cluster_name": "lab",
+    "groups": {"mcp_gcs_redis": ["node2"]},
+    "hostvars": {"node2": {"ansible_host": "10.0.0.2"}},
 }
 
 
@@ -104,6 +112,7 @@ def settings(unit: str) -> dict[str, list[str]]:
 
 VARIANTS = {
     "head": {"mcp_node_role": "head"},
+    "head with redis": {"mcp_node_role": "head", **REDIS},
     "worker": {"mcp_node_role": "worker"},
     "gpu worker": {"mcp_node_role": "worker", "nvidia_driver_gpu_count": 2},
 }
@@ -127,6 +136,32 @@ def test_the_ray_unit_keeps_ray_without_privileges(variant):
         "/opt/mcp/bin/ray-private-dirs.sh /var/lib/mcp/ray 10.0.0.1 6384 110"
     ]
     assert unit["TimeoutStartSec"] == ["120"]
+
+
+def test_the_head_keeps_its_state_in_redis_with_the_password_from_a_file():
+    unit = settings(render("mcp-ray.service.j2", mcp_node_role="head", **REDIS))
+
+    assert "RAY_REDIS_ADDRESS=10.0.0.2:6390" in unit["Environment"]
+    # The cluster's name: a new head machine of this cluster finds the same keys.
+    assert "RAY_external_storage_namespace=lab" in unit["Environment"]
+    assert not any(line.startswith("RAY_gcs_storage") for line in unit["Environment"])
+    assert unit["EnvironmentFile"] == ["/etc/mcp/ray_gcs_redis.env"]
+    rendered = render("mcp-ray.service.j2", mcp_node_role="head", **REDIS)
+    assert "--redis-password=${MCP_GCS_REDIS_PASSWORD} " in rendered
+
+
+def test_workers_know_nothing_of_redis():
+    rendered = render("mcp-ray.service.j2", mcp_node_role="worker", **REDIS)
+
+    assert "REDIS" not in rendered and "EnvironmentFile" not in rendered
+    assert "RAY_gcs_storage" not in rendered
+
+
+def test_a_rocksdb_head_keeps_its_state_on_its_disk():
+    unit = settings(render("mcp-ray.service.j2", mcp_node_role="head"))
+
+    assert "RAY_gcs_storage=rocksdb" in unit["Environment"]
+    assert "EnvironmentFile" not in unit
 
 
 def test_turning_the_hardening_off_leaves_the_baseline():

@@ -29,7 +29,7 @@ def tasks_in(tasks: list[dict]) -> list[dict]:
 
 
 def test_the_roles_with_a_state_are_the_ones_that_can_remove_themselves():
-    assert STATEFUL == ["agent_runtime", "nvidia_driver", "python_env", "ray_cluster"]
+    assert STATEFUL == ["agent_runtime", "gcs_redis", "nvidia_driver", "python_env", "ray_cluster"]
 
 
 @pytest.mark.parametrize("role", STATEFUL)

@@ -154,6 +154,45 @@ BROKEN_SPECS = {
     "ingress port in the worker range": Broken(
         VALID_SPEC + "ingress:\n  port: 10500\n", 15, "ingress.port", "ray's worker ports"
     ),
+    "redis without redis_node": Broken(
+        VALID_SPEC + "ray:\n  gcs_storage: redis\n",
+        15,
+        "ray.gcs_storage",
+        "set ray.redis_node to the name of a worker node",
+    ),
+    "redis_node not a node": Broken(
+        VALID_SPEC + "ray:\n  gcs_storage: redis\n  redis_node: node9\n",
+        16,
+        "ray.redis_node",
+        "'node9' is not a node of nodes: — use the name of one of them: node1, node2, node3",
+    ),
+    "redis_node is the head": Broken(
+        VALID_SPEC + "ray:\n  gcs_storage: redis\n  redis_node: node1\n",
+        16,
+        "ray.redis_node",
+        "share the head's fate — put Redis on a worker node",
+    ),
+    "redis_node without redis storage": Broken(
+        VALID_SPEC + "ray:\n  redis_node: node2\n",
+        15,
+        "ray.redis_node",
+        "gcs_storage is rocksdb — set 'gcs_storage: redis'",
+    ),
+    "redis port on a ray port": Broken(
+        VALID_SPEC + "ray:\n  gcs_storage: redis\n  redis_node: node2\n  redis_port: 6380\n",
+        17,
+        "ray.redis_port",
+        "already used by ray.node_manager_port (its default)",
+    ),
+    "redis port on the ssh port": Broken(
+        VALID_SPEC + "ray:\n  gcs_storage: redis\n  redis_node: node2\n  redis_port: 22\n",
+        17,
+        "ray.redis_port",
+        "ray.redis_port and ssh.port are both 22",
+    ),
+    "bad gcs storage": Broken(
+        VALID_SPEC + "ray:\n  gcs_storage: disk\n", 15, "ray.gcs_storage", "'rocksdb'"
+    ),
     "ingress network with host bits": Broken(
         VALID_SPEC + "ingress:\n  allowed_networks: [192.168.1.7/24]\n",
         15,
