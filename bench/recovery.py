@@ -189,7 +189,12 @@ def node_ids(address: str) -> set[str]:
 
 
 def deployment_running() -> bool:
-    return mcpctl("agents", "status", DEPLOYMENT, timeout=60).returncode == 0
+    # A call that outlasts its timeout (a loaded machine, a keeper still coming back) is a
+    # "not yet", like any other failed call: the wait around it has its own deadline.
+    try:
+        return mcpctl("agents", "status", DEPLOYMENT, timeout=60).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def wait(check: Callable[[], Any], what: str, timeout_s: float = RECOVERY_TIMEOUT_S) -> Any:
