@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
 
+from agent_runtime.ingress.httpclient import split_gateway_urls
 from bench import recovery
 from mcpctl.spec import DEFAULT_RAY_VERSION, load_spec
 
@@ -66,8 +66,8 @@ def test_from_outside_the_cluster_only_ssh_and_the_ingress_answer(deployed) -> N
     sandbox, _, gateways = deployed
     spec = load_spec(sandbox.layout.spec_file)
     nodes = [node.address for node in spec.nodes]
-    serving = {urllib.parse.urlsplit(url).hostname for url in gateways}
-    assert len(nodes) == 3 and serving <= set(nodes), gateways
+    serving = {url.hostname for url in split_gateway_urls(gateways)}
+    assert len(nodes) == 3 and serving and serving <= set(nodes), gateways
 
     found = open_ports(nodes)
 
