@@ -4,9 +4,12 @@ a node (molecule/ray_cluster checks it there, on the running units)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -214,6 +217,53 @@ def test_the_directory_fix_makes_ray_directories_private(tmp_path):
     assert "did not listen on 127.0.0.1:9" in result.stderr
     for directory in (tmp_path / "ray", made.parent, made):
         assert directory.stat().st_mode & 0o777 == 0o750, directory
+
+
+def _writable_cgroup() -> Path | None:
+    """A cgroup hierarchy ray-stop.sh finds its unit's processes in (systemd's v1 one, or v2)."""
+    for root in (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")):
+        if (root / "cgroup.procs").exists() and os.access(root, os.W_OK):
+            return root
+    return None
+
+
+@pytest.fixture
+def unit_cgroup() -> Iterator[Path]:
+    root = _writable_cgroup()
+    if root is None:
+        pytest.skip("needs root and a writable cgroup hierarchy, as on a node")
+    group = root / f"mcp-test-ray-stop-{os.getpid()}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        for pid in (group / "cgroup.procs").read_text().split():
+            os.kill(int(pid), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        group.rmdir()
+
+
+def test_the_stop_script_kills_what_ignores_sigterm_and_ends_once_the_unit_is_empty(unit_cgroup):
+    join = f"echo $$ > {unit_cgroup}/cgroup.procs; exec "
+    stubborn = [
+        subprocess.Popen(["sh", "-c", join + "sh -c 'trap \"\" TERM; sleep 300'"]) for _ in range(3)
+    ]
+    while len((unit_cgroup / "cgroup.procs").read_text().split()) < 3:
+        time.sleep(0.05)
+    env = {key: value for key, value in os.environ.items() if key != "MAINPID"}
+
+    started = time.monotonic()
+    subprocess.run(["sh", "-c", join + f"sh {ROLE / 'files/ray-stop.sh'} /nonexistent 3"],
+                   env=env, check=True, timeout=30)  # fmt: skip
+    took = time.monotonic() - started
+
+    assert [process.wait(5) for process in stubborn] == [-signal.SIGKILL] * 3
+    assert not (unit_cgroup / "cgroup.procs").read_text().strip()
+    # Its kill loop runs 50 rounds of 0.1 s at most: ending well before means it saw the unit
+    # empty (a helper it starts to read the list would be in the list and keep it full).
+    assert took < 3, took
 
 
 def _firewall(**overrides: Any) -> str:

@@ -21,9 +21,13 @@ procs_file() {
 procs=$(procs_file)
 [ -r "$procs" ] || exit 0
 for _ in $(seq 50); do
-  others=$(grep -vx "$$" "$procs" || true)
+  # Read with builtins only: a helper started to read the list (grep) is in it itself, so the
+  # list never emptied and every stop waited the whole loop.
+  others=""
+  while read -r pid; do
+    [ "$pid" = "$$" ] || others="$others $pid"
+  done <"$procs"
   [ -n "$others" ] || exit 0
-  # Our own short-lived helpers (grep, sed) are in the list too; signalling them is harmless.
   kill -KILL $others 2>/dev/null || true
   sleep 0.1
 done
