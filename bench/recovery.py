@@ -98,10 +98,11 @@ class Stream:
             i += 1
             self._stop.wait(1 / self.rate)
 
-    def longest_silence(self, start: float, end: float) -> float:
-        """The longest time between acknowledgements (or `start`, `end`) within the span."""
+    def longest_silence(self, start: float, end: float) -> tuple[float, float]:
+        """The longest time between acknowledgements (or `start`, `end`) within the span, and
+        when it began."""
         moments = [start, *sorted(t for t in self.acked.values() if start < t < end), end]
-        return max(later - earlier for earlier, later in itertools.pairwise(moments))
+        return max((later - earlier, earlier) for earlier, later in itertools.pairwise(moments))
 
     def first_ack_sent_after(self, moment: float) -> float | None:
         times = [self.acked[key] for key, sent in self.sent.items() if sent >= moment
@@ -214,7 +215,10 @@ def drill(sandbox: Sandbox, stream: Stream, name: str) -> dict[str, float | None
     FAULTS[name](sandbox)
     acked = wait(lambda: stream.first_ack_sent_after(struck + GRACE_S), f"{name}: an ack")
     wait(deployment_running, f"{name}: {DEPLOYMENT} running")
-    figures: dict[str, float | None] = {"recovery_s": round(acked - struck, 1)}
+    figures: dict[str, float | None] = {
+        "recovery_s": round(acked - struck, 1),
+        "status_running_s": round(time.monotonic() - struck, 1),
+    }
     if before:
         wait(lambda: node_ids(worker) - before, f"{name}: {WORKER} alive under a new id")
         figures["rejoin_s"] = round(time.monotonic() - struck, 1)
@@ -234,8 +238,11 @@ def upgrade(sandbox: Sandbox, stream: Stream) -> dict[str, Any]:
     finished = time.monotonic()
     wait(deployment_running, f"ray_upgrade: {DEPLOYMENT} running")
     acked = wait(lambda: stream.first_ack_sent_after(finished), "ray_upgrade: an ack after it")
+    downtime, silent_from = stream.longest_silence(started, acked)
     return {
-        "downtime_s": round(stream.longest_silence(started, acked), 1),
+        "downtime_s": round(downtime, 1),
+        # Where the silence lies in the upgrade's run (which of its plays it spans).
+        "silent_from_s": round(silent_from - started, 1),
         "upgrade_s": round(finished - started, 1),
         "ray": ray_versions(sandbox),
     }
@@ -316,6 +323,8 @@ def figures(drilled: dict[str, Any]) -> dict[str, Any]:
         "worker_rejoin_s": of("worker_raylet_kill", "rejoin_s"),
         "ray_upgrade_downtime_s": drilled["upgrade"]["downtime_s"],
         "ray_upgrade_s": drilled["upgrade"]["upgrade_s"],
+        "ray_upgrade_silent_from_s": drilled["upgrade"]["silent_from_s"],
+        **{f"{fault}_status_running_s": of(fault, "status_running_s") for fault in FAULTS},
         "deployments_lost": 0 if deployment_running() else 1,
         "acknowledged_lost": max(0, drilled["acked"] - drilled["processed"]),
         "sent": drilled["sent"],

@@ -71,18 +71,62 @@ def test_a_ray_version_change_is_a_whole_cluster_restart(installed, changing):
     assert _ray_changing(installed) == changing
     (block,) = PLAYS[2]["tasks"]
     assert block["when"] == "upgrade_ray_changing | length > 0"
-    names = [task["name"] for task in block["block"] if task["name"] != "Note the switch"]
+    names = [task["name"] for task in block["block"] if not task["name"].startswith("Note ")]
     assert names[1:] == [
         "Checkpoint the agents",
-        "Stop Ray on every node",
-        "Switch every node to its new release",
-        # The new release's unit before Ray starts: the rolling plays then restart nothing.
+        # The new release's fact and unit while Ray serves: the stop window is a stop, a
+        # switch and a start, and the rolling plays then restart nothing.
         "Record the versions of the new release",
         "Read them as the Ray unit records them",
         "Write the Ray unit of the new release",
-        "Start the head on the new Ray",
-        "Start the workers on the new Ray",
+        "Stop nowhere unless every node is ready",
+        "Stop Ray on every node",
+        "Switch every node to its new release",
+        "Start Ray on every node on the new release",
+        "Wait for the workers' Ray to start",
+        "Go back everywhere unless every node switched",
     ]
+    (record,) = [task for task in block["block"] if task["name"].startswith("Record")]
+    assert record["vars"] == {"python_env_venv": "{{ upgrade_release_dir }}"}
+    rescued = [task["name"] for task in block["rescue"]]
+    assert rescued[1:] == [
+        "Go back to the release the node ran",
+        "Record the versions of the release the node ran",
+        "Read them again as the Ray unit records them",
+        "Write the Ray unit of the release the node ran",
+        "Start Ray again on the release the node ran",
+        "Fail the node, saying what happened",
+    ]
+
+
+def _left_behind(gate: str, facts: dict[str, dict[str, Any]]) -> list[str]:
+    """The nodes the gate task finds missing, given each node's facts."""
+    (task,) = [task for task in PLAYS[2]["tasks"][0]["block"] if task["name"] == gate]
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["extract"] = lambda host, hostvars: hostvars[host]
+    env.tests["in"] = lambda value, container: value in container
+    hostvars = {host: {"inventory_hostname": host, **f} for host, f in facts.items()}
+    variables: dict[str, Any] = {"ansible_play_hosts_all": list(facts), "hostvars": hostvars}
+    (missing_name, hosts_name) = task["vars"]
+    for name in (hosts_name, missing_name):
+        body = task["vars"][name].strip().removeprefix("{{").removesuffix("}}")
+        variables[name] = env.compile_expression(body)(**variables)
+    assert task["when"] == f"{missing_name} | length > 0"
+    return variables[missing_name]
+
+
+@pytest.mark.parametrize(
+    ("gate", "fact"),
+    [
+        ("Stop nowhere unless every node is ready", "upgrade_ready"),
+        ("Go back everywhere unless every node switched", "upgrade_switched"),
+    ],
+)
+def test_no_node_goes_on_to_the_next_step_of_the_switch_without_all_the_others(gate, fact):
+    everyone = {"head": {fact: True}, "w1": {fact: True}, "w2": {fact: True}}
+    assert _left_behind(gate, everyone) == []
+    # w1 failed before it got there (its rescue puts it back): the others stop at the gate.
+    assert _left_behind(gate, {**everyone, "w1": {}}) == ["w1"]
 
 
 def refuse_task() -> dict[str, Any]:
