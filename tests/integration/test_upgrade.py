@@ -1,12 +1,15 @@
 """Upgrades that cannot strand the cluster, on real hosts: a version the wheelhouse lacks is
 caught per node by `mcpctl upgrade --check` and, for real, before any Ray stops; a --limit
-that would leave a node on another Ray is refused naming it. Two nodes, one deploy, file order.
+that would leave a node on another Ray is refused naming it; a whole-cluster switch that fails
+on one node puts every node back. Two nodes, one deploy, file order.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -70,6 +73,15 @@ class Cluster:
 
     def ssh(self, node: str, command: str) -> str:
         return run("mcpctl", "sandbox", "ssh", node, "--", command).stdout
+
+    def active(self, node: str, within_s: float = 120) -> bool:
+        """Whether the node's Ray unit is active, or becomes so within the time."""
+        deadline = time.monotonic() + within_s
+        while (state := self.ssh(node, "systemctl is-active mcp-ray || true").strip()) != "active":
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(1)
+        return state == "active"
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +156,40 @@ def test_a_limit_that_leaves_no_node_behind_runs(cluster: Cluster) -> None:
     upgrade = cluster.playbook("--limit", "node2")
     assert upgrade.rc == 0, upgrade
     assert upgrade.changed() == {"node2": 0}, upgrade
+
+
+# node2 cannot start Ray on the older release: its unit fails (and systemd's tries with it)
+# while the link points there. '+' runs the check as root, outside the unit's sandboxing.
+FAIL_ON_OLDER = f"""[Service]
+ExecStartPre=+/bin/sh -c 'readlink /opt/mcp/venv | grep -qv ray-{UPGRADE_FROM_RAY}-'
+"""
+DROP_IN = "/etc/systemd/system/mcp-ray.service.d/zz-test-fail-on-older.conf"
+
+
+def test_a_switch_that_fails_on_one_node_puts_every_node_back(cluster: Cluster) -> None:
+    links = {node: cluster.ssh(node, "readlink /opt/mcp/venv").strip() for node in NODES}
+    before = cluster.ray_pids()
+    cluster.ssh("node2", f"sudo mkdir -p {os.path.dirname(DROP_IN)}")
+    cluster.ssh("node2", f"printf %s {shlex.quote(FAIL_ON_OLDER)} | sudo tee {DROP_IN}")
+    try:
+        upgrade = cluster.playbook("-e", f"mcp_ray_version={UPGRADE_FROM_RAY}")
+        # node2's start is queued, not waited for, by the rescue.
+        active = {node: cluster.active(node) for node in NODES}
+    finally:
+        cluster.ssh("node2", f"sudo rm -f {DROP_IN} && sudo systemctl daemon-reload")
+
+    assert upgrade.rc != 0, upgrade
+    messages = upgrade.failure_messages()
+    assert "failed at 'Wait for the workers' Ray to start'" in messages["node2"], messages
+    assert "Not every node switched (node2 failed)" in messages["node1"], messages
+    assert active == dict.fromkeys(NODES, True), active
+    for node in NODES:
+        assert "back on the release it ran, and Ray was started again on it" in messages[node]
+        fact = json.loads(cluster.ssh(node, "cat /etc/ansible/facts.d/mcp_python.fact"))
+        assert fact["ray"] == "2.60.0", (node, fact)
+        assert cluster.ssh(node, "readlink /opt/mcp/venv").strip() == links[node]
+    after = cluster.ray_pids()
+    assert all(after[node] != before[node] for node in NODES), (before, after)
 
 
 def test_an_upgrade_to_the_installed_versions_changes_nothing(cluster: Cluster) -> None:
