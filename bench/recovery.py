@@ -176,9 +176,13 @@ def _nodes() -> list[dict[str, Any]]:
     return (mcpctl_json("status") or {"nodes": []})["nodes"]
 
 
-def address_of(hostname: str) -> str:
-    (address,) = {node["address"] for node in _nodes()
-                  if (node.get("sample") or {}).get("hostname") == hostname}  # fmt: skip
+def address_of(sandbox: Sandbox, name: str) -> str:
+    """The node's address from the spec: Ray's for the node too (--node-ip-address), known
+    even while status has not probed the node since it came back."""
+    from mcpctl.spec import load_spec
+
+    (address,) = [node.address for node in load_spec(sandbox.layout.spec_file).nodes
+                  if node.name == name]  # fmt: skip
     return address
 
 
@@ -209,7 +213,7 @@ def wait(check: Callable[[], Any], what: str, timeout_s: float = RECOVERY_TIMEOU
 
 def drill(sandbox: Sandbox, stream: Stream, name: str) -> dict[str, float | None]:
     """One fault, and what it took to be back from it."""
-    worker = address_of(WORKER) if name.startswith("worker") else None
+    worker = address_of(sandbox, WORKER) if name.startswith("worker") else None
     before = node_ids(worker) if worker else set()
     struck = time.monotonic()
     FAULTS[name](sandbox)
