@@ -180,7 +180,7 @@ def test_a_switch_that_fails_on_one_node_puts_every_node_back(cluster: Cluster) 
 
     assert upgrade.rc != 0, upgrade
     messages = upgrade.failure_messages()
-    assert "failed at 'Wait for the workers' Ray to start'" in messages["node2"], messages
+    assert "failed at 'Start the workers on the new Ray'" in messages["node2"], messages
     assert "Not every node switched (node2 failed)" in messages["node1"], messages
     assert active == dict.fromkeys(NODES, True), active
     for node in NODES:

@@ -82,8 +82,8 @@ def test_a_ray_version_change_is_a_whole_cluster_restart(installed, changing):
         "Stop nowhere unless every node is ready",
         "Stop Ray on every node",
         "Switch every node to its new release",
-        "Start Ray on every node on the new release",
-        "Wait for the workers' Ray to start",
+        "Start the head on the new Ray",
+        "Start the workers on the new Ray",
         "Go back everywhere unless every node switched",
     ]
     (record,) = [task for task in block["block"] if task["name"].startswith("Record")]
