@@ -128,10 +128,19 @@ class Sandbox:
 
         self.layout = SandboxLayout.default()
 
-    def nodes(self) -> list[str]:
+    def spec(self) -> Any:
         from mcpctl.spec import load_spec
 
-        return [node.name for node in load_spec(self.layout.spec_file).nodes]
+        return load_spec(self.layout.spec_file)
+
+    def nodes(self) -> list[str]:
+        return [node.name for node in self.spec().nodes]
+
+    def address(self, name: str) -> str:
+        """The node's address from the spec: Ray's for the node too (--node-ip-address), known
+        even while status has not probed the node since it came back."""
+        (address,) = [node.address for node in self.spec().nodes if node.name == name]
+        return address
 
     def older_ray_spec(self) -> Path:
         """The sandbox's spec on UPGRADE_FROM_RAY, beside it (its relative paths hold)."""
@@ -142,9 +151,7 @@ class Sandbox:
         return older
 
     def ingress_urls(self) -> list[str]:
-        from mcpctl.spec import load_spec
-
-        spec = load_spec(self.layout.spec_file)
+        spec = self.spec()
         return [f"http://{node.address}:{spec.ingress.port}" for node in spec.nodes]
 
     def ssh(self, node: str, command: str) -> str:
@@ -176,16 +183,6 @@ def _nodes() -> list[dict[str, Any]]:
     return (mcpctl_json("status") or {"nodes": []})["nodes"]
 
 
-def address_of(sandbox: Sandbox, name: str) -> str:
-    """The node's address from the spec: Ray's for the node too (--node-ip-address), known
-    even while status has not probed the node since it came back."""
-    from mcpctl.spec import load_spec
-
-    (address,) = [node.address for node in load_spec(sandbox.layout.spec_file).nodes
-                  if node.name == name]  # fmt: skip
-    return address
-
-
 def node_ids(address: str) -> set[str]:
     """The Ray ids alive now at this address (one just back has not been probed yet, so it
     has no hostname)."""
@@ -213,7 +210,7 @@ def wait(check: Callable[[], Any], what: str, timeout_s: float = RECOVERY_TIMEOU
 
 def drill(sandbox: Sandbox, stream: Stream, name: str) -> dict[str, float | None]:
     """One fault, and what it took to be back from it."""
-    worker = address_of(sandbox, WORKER) if name.startswith("worker") else None
+    worker = sandbox.address(WORKER) if name.startswith("worker") else None
     before = node_ids(worker) if worker else set()
     struck = time.monotonic()
     FAULTS[name](sandbox)
